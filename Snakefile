@@ -1,0 +1,17 @@
+# MattingMFIF / VAEEDOF pipeline: the index of the workflow. Every rule is a thin call of the
+# `vaeedof` CLI; params.yaml (validated before any job starts) is the single parameter source.
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/assets.smk"
+include: "workflow/rules/scenes.smk"
+include: "workflow/rules/render.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,112 @@
+"""Safe extraction of user-supplied archives (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz):
+no absolute paths, no `..`, no links or special files, a bound on the expanded size."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .. import atomic
+from ..errors import VaeedofError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _check_name(archive: Path, name: str) -> PurePosixPath:
+    member = PurePosixPath(name.replace("\\", "/"))
+    if member.is_absolute() or (member.parts and member.parts[0].endswith(":")):
+        raise VaeedofError(f"{archive}: refused, member '{name}' has an absolute path")
+    if ".." in member.parts:
+        raise VaeedofError(f"{archive}: refused, member '{name}' escapes with '..'")
+    return member
+
+
+def _copy_bounded(source, dest: Path, budget: list[int], archive: Path, name: str) -> None:
+    with open(dest, "wb") as out:
+        while chunk := source.read(1 << 20):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise VaeedofError(f"{archive}: refused, expands beyond the size bound at '{name}'")
+            out.write(chunk)
+
+
+def extract(archive: Path, dest: Path, max_bytes: int) -> Path:
+    """Extract `archive` into `dest` (atomically: all or nothing) and return `dest`."""
+    budget = [max_bytes]
+    with atomic.atomic_directory(dest) as tmp:
+        if archive.name.lower().endswith(".zip"):
+            _extract_zip(archive, tmp, budget)
+        else:
+            _extract_tar(archive, tmp, budget)
+    return dest
+
+
+def _extract_zip(archive: Path, out: Path, budget: list[int]) -> None:
+    try:
+        bundle = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise VaeedofError(f"{archive}: not a readable zip archive ({exc})") from None
+    with bundle:
+        infos = bundle.infolist()
+        if sum(info.file_size for info in infos) > budget[0]:
+            raise VaeedofError(f"{archive}: refused, declared size exceeds the size bound")
+        for info in infos:
+            member = _check_name(archive, info.filename)
+            mode = (info.external_attr >> 16) & 0o170000
+            if mode and mode not in (0o100000, 0o040000):
+                raise VaeedofError(f"{archive}: refused, member '{info.filename}' is a link")
+            target = out.joinpath(*member.parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with bundle.open(info) as source:
+                _copy_bounded(source, target, budget, archive, info.filename)
+
+
+def _extract_tar(archive: Path, out: Path, budget: list[int]) -> None:
+    try:
+        bundle = tarfile.open(archive)
+    except (tarfile.TarError, OSError) as exc:
+        raise VaeedofError(f"{archive}: not a readable tar archive ({exc})") from None
+    with bundle:
+        members = bundle.getmembers()
+        if sum(m.size for m in members if m.isfile()) > budget[0]:
+            raise VaeedofError(f"{archive}: refused, declared size exceeds the size bound")
+        for member in members:
+            name = _check_name(archive, member.name)
+            if member.issym() or member.islnk():
+                raise VaeedofError(f"{archive}: refused, member '{member.name}' is a link")
+            if not (member.isfile() or member.isdir()):
+                raise VaeedofError(f"{archive}: refused, member '{member.name}' is a special file")
+            target = out.joinpath(*name.parts)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = bundle.extractfile(member)
+            _copy_bounded(source, target, budget, archive, member.name)
+
+
+def clear(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def walk_files(root: Path) -> list[Path]:
+    """Regular files below root, sorted, skipping hidden files and symlinks."""
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(folder) / name
+            if not name.startswith(".") and path.is_file() and not path.is_symlink():
+                files.append(path)
+    return files

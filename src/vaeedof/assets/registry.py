@@ -1,0 +1,81 @@
+"""Downloadable assets: URL plus a pinned checksum (sha256 or upstream git blob id).
+
+An entry without any checksum can never be used: the resolver refuses it and says how to pin it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import VaeedofError
+
+TAESD_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
+_TAESD_RAW = f"https://raw.githubusercontent.com/madebyollin/taesd/{TAESD_COMMIT}"
+
+
+@dataclass(frozen=True)
+class RemoteAsset:
+    name: str
+    filename: str
+    url: str
+    kind: str  # "vae" or "hdri"
+    sha256: str | None = None
+    git_blob: str | None = None
+    license: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.sha256 or self.git_blob)
+
+
+def _taesd(filename: str, sha256: str | None = None, git_blob: str | None = None) -> RemoteAsset:
+    return RemoteAsset(
+        name=filename.removesuffix(".pth"),
+        filename=filename,
+        url=f"{_TAESD_RAW}/{filename}",
+        kind="vae",
+        sha256=sha256,
+        git_blob=git_blob,
+        license="MIT (madebyollin/taesd)",
+    )
+
+
+def _polyhaven(slug: str, resolution: str = "1k") -> RemoteAsset:
+    # Poly Haven publishes no checksums in its file URLs: these stay unpinned until a user pins
+    # them (`vaeedof assets pin NAME` on a connected machine), and are refused until then.
+    filename = f"{slug}_{resolution}.hdr"
+    return RemoteAsset(
+        name=f"polyhaven/{slug}",
+        filename=filename,
+        url=f"https://dl.polyhaven.org/file/ph-assets/HDRIs/hdr/{resolution}/{filename}",
+        kind="hdri",
+        license="CC0 (Poly Haven)",
+    )
+
+
+REGISTRY: dict[str, RemoteAsset] = {
+    asset.name: asset
+    for asset in [
+        _taesd("taef2_encoder.pth",
+               sha256="10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
+               git_blob="8d738aba02f7ba9d156712489322dc5c43d5db1c"),
+        _taesd("taef2_decoder.pth",
+               sha256="0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
+               git_blob="f4da1ec48cb805b5ee8deb22cfad03f48fe52f64"),
+        _taesd("taesd3_encoder.pth", git_blob="9678667c0e3e4b648a36daaa8094b1732ae4fb67"),
+        _taesd("taesd3_decoder.pth", git_blob="7943be72a9151d0b330c5d8a4fbb885d889b60a1"),
+        _polyhaven("kloofendal_48d_partly_cloudy_puresky"),
+        _polyhaven("studio_small_09"),
+        _polyhaven("venice_sunset"),
+        _polyhaven("forest_slope"),
+        _polyhaven("photo_studio_loft_hall"),
+    ]
+}
+
+
+def lookup(name: str) -> RemoteAsset:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise VaeedofError(f"asset '{name}': not registered (known: {known})") from None

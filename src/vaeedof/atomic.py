@@ -1,0 +1,71 @@
+"""Atomic writes: a file or directory appears complete or not at all.
+
+Everything is first written next to its destination under a hidden temporary name, then renamed,
+so an interrupted run never leaves a half-written artifact that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; rename it onto `dest` if the block succeeds.
+
+    `suffix` keeps the extension for writers that pick the format from the name (Pillow).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(dest: str | os.PathLike, text: str) -> None:
+    write_bytes(dest, text.encode("utf-8"))
+
+
+def write_json(dest: str | os.PathLike, obj) -> None:
+    """Canonical JSON (sorted keys, fixed separators) so equal content gives equal bytes."""
+    write_text(dest, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_image(image, dest: str | os.PathLike, **save_kwargs) -> None:
+    """Save a PIL image atomically; the format follows the destination's extension."""
+    dest = Path(dest)
+    with atomic_path(dest, suffix=dest.suffix) as tmp:
+        image.save(tmp, **save_kwargs)
+
+
+@contextlib.contextmanager
+def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory; it replaces `dest` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

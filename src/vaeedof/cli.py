@@ -1,0 +1,158 @@
+"""The `vaeedof` command: one subcommand per pipeline stage. Snakemake rules and DVC stages are
+thin calls of these."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import params as params_mod
+from .errors import VaeedofError
+from .logs import get_logger, setup_logging
+
+
+def _load_params(args) -> dict:
+    return params_mod.load(args.params, args.set)
+
+
+def cmd_check_params(args) -> None:
+    _load_params(args)
+    print(f"{args.params}: ok")
+
+
+def cmd_assets(args) -> None:
+    from .assets import build, fetch, registry
+
+    if args.action == "list":
+        for name, asset in sorted(registry.REGISTRY.items()):
+            pin = asset.sha256 or (asset.git_blob and f"git:{asset.git_blob}") or "UNPINNED"
+            print(f"{name:48s} {asset.kind:5s} {pin}")
+        return
+    params = _load_params(args)
+    if args.action == "build":
+        build.build(params, args.resources)
+    elif args.action == "fetch":
+        for name in args.names:
+            path = fetch.resolve(registry.lookup(name), args.resources, params["assets"]["mirrors"])
+            print(path)
+    elif args.action == "pin":
+        for name in args.names:
+            print(f"{name} sha256={fetch.pin(registry.lookup(name), args.resources)}")
+
+
+def cmd_scenes(args) -> None:
+    from . import scenes
+    from .assets.build import load_index
+
+    params = _load_params(args)
+    written = scenes.write_scenes(params, load_index(args.assets), args.out)
+    get_logger().info("wrote %d scene files under %s", len(written), args.out)
+
+
+def cmd_render(args) -> None:
+    from . import scenes
+    from .render.renderer import render_scene
+
+    params = _load_params(args)
+    if args.scene:
+        spec = _read_scene(Path(args.scene))
+        scenes.check_ranges(spec, params)
+        render_scene(spec, params, args.out, args.threads, args.blender_log, args.force)
+        return
+    # A whole split (the DVC stage): every scene of the split, skipping those already current.
+    log = get_logger()
+    ids = scenes.scene_ids(args.split, params["scenes"][args.split])
+    for position, scene_id in enumerate(ids, 1):
+        spec = _read_scene(scenes.scene_path(args.scenes_dir, args.split, scene_id))
+        scenes.check_ranges(spec, params)
+        render_scene(spec, params, Path(args.out) / scene_id, args.threads, args.blender_log,
+                     args.force)
+        log.info("render %s: %d/%d scenes", args.split, position, len(ids))
+    _remove_stale(Path(args.out), set(ids))
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    import shutil
+
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
+                get_logger().info("removing %s (no longer in the scene list)", child)
+                shutil.rmtree(child)
+
+
+def _read_scene(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: scene file not found (run `vaeedof scenes`)") from None
+    except json.JSONDecodeError as exc:
+        raise VaeedofError(f"{path}: not valid JSON ({exc})") from None
+
+
+def cmd_contact_sheet(args) -> None:
+    from . import contact_sheet
+
+    params = _load_params(args)
+    count = params["render"]["contact_sheet_scenes"]
+    dirs = sorted(p for p in Path(args.data).iterdir() if (p / "scene.json").exists())[:count]
+    contact_sheet.write(dirs, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="parameter file (params.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter, e.g. --set render.samples=32")
+    parser.add_argument("--log", help="also write the log to this file")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-params", help="validate the parameter file")
+    p.set_defaults(func=cmd_check_params)
+
+    p = sub.add_parser("assets", help="build the asset index; list, fetch or pin remote assets")
+    p.add_argument("action", choices=["build", "list", "fetch", "pin"])
+    p.add_argument("names", nargs="*", help="registered asset names (fetch, pin)")
+    p.add_argument("--resources", default="resources")
+    p.set_defaults(func=cmd_assets)
+
+    p = sub.add_parser("scenes", help="sample every scene's parameters (Algorithm 1)")
+    p.add_argument("--assets", default="resources/assets/index.json")
+    p.add_argument("--out", default="data/scenes")
+    p.set_defaults(func=cmd_scenes)
+
+    p = sub.add_parser("render", help="render a scene (or a whole split) with Blender")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--scene", help="one scene JSON file")
+    target.add_argument("--split", choices=["train", "test"], help="every scene of a split")
+    p.add_argument("--scenes-dir", default="data/scenes")
+    p.add_argument("--out", required=True, help="scene directory (--scene) or split directory")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--blender-log", help="file for Blender's console output")
+    p.add_argument("--force", action="store_true", help="render even if up to date")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("contact-sheet", help="a PNG of a split's first scenes, for people")
+    p.add_argument("--data", required=True, help="rendered split directory")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_contact_sheet)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log, args.verbose)
+    try:
+        args.func(args)
+    except VaeedofError as exc:
+        get_logger().debug("error", exc_info=True)
+        print(f"vaeedof: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

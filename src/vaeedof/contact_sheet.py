@@ -1,0 +1,54 @@
+"""Contact sheets for people to look at: one row per scene, its focus renders, GT and index."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from . import atomic
+
+# Distinct colours for plane indices (last: no plane).
+_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60],
+                     [250, 190, 212], [0, 128, 128], [220, 190, 255], [170, 110, 40]], np.uint8)
+
+
+def colorize_index(index: np.ndarray) -> np.ndarray:
+    rgb = _PALETTE[np.minimum(index, len(_PALETTE) - 1)]
+    rgb[index == 255] = 0
+    return rgb
+
+
+def scene_row(scene_dir: Path, tile: int) -> Image.Image:
+    meta = json.loads((scene_dir / "scene.json").read_text())
+    names = [f"focus_{k}.png" for k in meta["focus_order"]] + ["gt.png"]
+    tiles = [Image.open(scene_dir / n).convert("RGB") for n in names]
+    index = np.asarray(Image.open(scene_dir / "index.png"))
+    tiles.append(Image.fromarray(colorize_index(index)))
+    labels = [f"focus {meta['planes'][k]['distance_m']:.1f} m" for k in meta["focus_order"]]
+    labels += ["GT (no DOF)", "plane index"]
+    row = Image.new("RGB", (tile * len(tiles), tile + 14), (255, 255, 255))
+    draw = ImageDraw.Draw(row)
+    for i, (image, label) in enumerate(zip(tiles, labels, strict=True)):
+        row.paste(image.resize((tile, tile), Image.Resampling.LANCZOS), (i * tile, 14))
+        draw.text((i * tile + 2, 1), label, fill=(0, 0, 0))
+    return row
+
+
+def write(scene_dirs: list[Path], dest: str | os.PathLike, tile: int = 128) -> None:
+    """Stack the rows of `scene_dirs` into one PNG (an empty split gives a small note image)."""
+    rows = [scene_row(d, tile) for d in scene_dirs]
+    if not rows:
+        sheet = Image.new("RGB", (320, 20), (255, 255, 255))
+        ImageDraw.Draw(sheet).text((2, 4), "no scenes in this split", fill=(0, 0, 0))
+    else:
+        sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+        y = 0
+        for row in rows:
+            sheet.paste(row, (0, y))
+            y += row.height
+    atomic.save_image(sheet, dest)

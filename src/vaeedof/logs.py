@@ -1,0 +1,41 @@
+"""Logging to a file and the console, and progress bars that go to the log too."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+LOGGER_NAME = "vaeedof"
+
+
+def get_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def setup_logging(log_file: str | os.PathLike | None = None, verbose: bool = False) -> None:
+    """Console at INFO (DEBUG with verbose); the optional log file gets everything."""
+    logger = get_logger()
+    logger.setLevel(logging.DEBUG)
+    logger.handlers.clear()
+    logger.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(console)
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr (which Snakemake rules send to their log), disabled off a terminal
+    unless VAEEDOF_PROGRESS=1, so logs are not flooded with carriage returns."""
+    disable = not (sys.stderr.isatty() or os.environ.get("VAEEDOF_PROGRESS") == "1")
+    return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)

@@ -1,0 +1,1 @@
+"""Rendering MattingMFIF scenes with Blender (bpy, Cycles)."""

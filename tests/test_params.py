@@ -1,0 +1,67 @@
+import pytest
+import yaml
+
+from vaeedof import params as params_mod
+from vaeedof.cli import main
+from vaeedof.errors import VaeedofError
+
+from .conftest import ROOT
+
+
+def _raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_default_params_valid():
+    params = params_mod.load(ROOT / "params.yaml")
+    assert params["scenes"]["planes"] == 5
+    assert params["vae"]["name"] == "taef2"
+
+
+def test_paper_params_valid():
+    params = params_mod.load(ROOT / "config" / "paper.yaml")
+    assert params["scenes"]["train"] == 10000
+    assert params["render"]["resolution"] == 4096
+    assert params["vae"]["name"] == "taesd3"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda p: p["render"].update(resolution="big"), "render.resolution"),
+        (lambda p: p["render"].update(samples=0), "render.samples"),
+        (lambda p: p["scenes"].update(fstop=[0.1]), "scenes.fstop"),
+        (lambda p: p["scenes"].update(colour="red"), "scenes"),
+        (lambda p: p.pop("render"), "(top level)"),
+        (lambda p: p.update(seed=-1), "seed"),
+        (lambda p: p["scenes"].update(fstop=[1.5, 0.1]), "scenes.fstop"),
+        (lambda p: p["scenes"].update(background_distance_m=5.0), "scenes.background_distance_m"),
+        (lambda p: p["vae"].update(name="sdxl-vae"), "vae.name"),
+    ],
+)
+def test_bad_params_name_the_key(mutate, key):
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(VaeedofError) as info:
+        params_mod.validate(raw, "params.yaml")
+    message = str(info.value)
+    assert f"key '{key}'" in message
+    assert "\n" not in message
+
+
+def test_override_and_cli_error(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    assert params_mod.load(path, ["render.samples=32"])["render"]["samples"] == 32
+    assert main(["--params", str(path), "--set", "render.samples=-3", "check-params"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "render.samples" in err[0]
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(VaeedofError, match="not found"):
+        params_mod.load(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1,\n")
+    with pytest.raises(VaeedofError, match="not valid YAML"):
+        params_mod.load(broken)

@@ -1,0 +1,17 @@
+rule assets:
+    output:
+        index="resources/assets/index.json",
+    params:
+        seed=config["seed"],
+        assets=config["assets"],
+        resolution=config["render"]["resolution"],
+    log:
+        "logs/assets/assets.log",
+    benchmark:
+        "benchmarks/assets/assets.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{VAEEDOF} assets build 2>> {log}"
