@@ -1,0 +1,106 @@
+"""The workflow end to end at a tiny scale: Snakemake and DVC drive the same CLI, agree on what
+is up to date, and a parameter change reruns only what depends on it."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+pytest.importorskip("bpy")
+pytestmark = [pytest.mark.slow, pytest.mark.blender]
+
+
+def _run(cmd, cwd):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=dict(os.environ))
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def _planned_rules(output: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table."""
+    counts = {}
+    table = output.split("Job stats:", 1)[-1] if "Job stats:" in output else ""
+    for line in table.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) not in ("total", "job", "count"):
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    work = tmp_path_factory.mktemp("project")
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(ROOT / name, work / name)
+    for name in ("workflow", "profiles"):
+        shutil.copytree(ROOT / name, work / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["assets"]["procedural"].update(subjects_train=4, subjects_test=2, backgrounds_train=1,
+                                          backgrounds_test=1, hdris=1, subject_size=48,
+                                          hdri_width=32)
+    params["scenes"].update(train=2, test=1)
+    params["render"].update(resolution=32, samples=2, contact_sheet_scenes=2)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # DVC stages list the package sources as dependencies.
+    shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    _run(["git", "init", "-q"], work)
+    _run(["dvc", "init", "-q"], work)
+    (work / "logs/render").mkdir(parents=True)
+    return work
+
+
+def _render_mtimes(work):
+    return {p: p.stat().st_mtime_ns for p in (work / "data/mattingmfif").rglob("*.png")}
+
+
+def test_snakemake_then_dvc_agree(project):
+    out = _run(["snakemake", "--cores", "2"], project)
+    assert "Finished job" in out or "steps (100%) done" in out
+    renders = _render_mtimes(project)
+    assert len(renders) == 3 * 8  # 3 scenes x (6 focus + gt + index)
+    for split in ("train", "test"):
+        assert (project / f"reports/dataset/contact_sheet_{split}.png").stat().st_size > 0
+    assert (project / "logs/render/train/train_00000.log").exists()
+    assert (project / "benchmarks/render/train/train_00000.tsv").exists()
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    # DVC runs the same chain: its render stages find every scene current and render nothing.
+    dvc_out = _run(["dvc", "repro"], project)
+    assert "up to date" in dvc_out
+    assert _render_mtimes(project) == renders
+    assert "up to date" in _run(["dvc", "status"], project)
+    # ...and Snakemake does not want to redo anything DVC touched.
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+
+
+def test_dvc_checkout_relinking_does_not_trigger_snakemake(project):
+    # DVC re-links cached outputs on checkout, changing timestamps; rendering must not rerun.
+    for path in (project / "data/scenes").rglob("*.json"):
+        os.utime(path)
+    _run(["dvc", "checkout", "--force"], project)
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+
+
+def test_parameter_change_reruns_only_dependents(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["render"]["samples"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n"], project))
+    assert planned.get("render") == 3
+    assert "scenes" not in planned and "assets" not in planned
+    status = _run(["dvc", "status"], project)
+    assert "render@train" in status and "scenes" not in status.replace("data/scenes", "")
+
+
+def test_invalid_params_stop_before_any_job(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["render"]["resolution"] = "huge"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = subprocess.run(["snakemake", "--cores", "2", "-n"], cwd=project, capture_output=True,
+                            text=True)
+    assert result.returncode != 0
+    assert "render.resolution" in result.stdout + result.stderr
