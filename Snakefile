@@ -9,9 +9,16 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/assets.smk"
 include: "workflow/rules/scenes.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     default_target: True
     input:
         all_outputs(),
+
+
+# The rendered, versioned MattingMFIF dataset alone (no VAE weights needed).
+rule dataset:
+    input:
+        dataset_outputs(),

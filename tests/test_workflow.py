@@ -44,7 +44,7 @@ def project(tmp_path_factory):
                                           backgrounds_test=1, hdris=1, subject_size=48,
                                           hdri_width=32)
     params["scenes"].update(train=2, test=1)
-    params["render"].update(resolution=32, samples=2, contact_sheet_scenes=2)
+    params["render"].update(resolution=32, crop=None, samples=2, contact_sheet_scenes=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # DVC stages list the package sources as dependencies.
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -59,7 +59,7 @@ def _render_mtimes(work):
 
 
 def test_snakemake_then_dvc_agree(project):
-    out = _run(["snakemake", "--cores", "2"], project)
+    out = _run(["snakemake", "--cores", "2", "dataset"], project)
     assert "Finished job" in out or "steps (100%) done" in out
     renders = _render_mtimes(project)
     assert len(renders) == 3 * 8  # 3 scenes x (6 focus + gt + index)
@@ -67,32 +67,32 @@ def test_snakemake_then_dvc_agree(project):
         assert (project / f"reports/dataset/contact_sheet_{split}.png").stat().st_size > 0
     assert (project / "logs/render/train/train_00000.log").exists()
     assert (project / "benchmarks/render/train/train_00000.tsv").exists()
-    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], project)
     # DVC runs the same chain: its render stages find every scene current and render nothing.
-    dvc_out = _run(["dvc", "repro"], project)
+    dvc_out = _run(["dvc", "repro", "contact_sheet"], project)
     assert "up to date" in dvc_out
     assert _render_mtimes(project) == renders
-    assert "up to date" in _run(["dvc", "status"], project)
+    assert "up to date" in _run(["dvc", "status", "--with-deps", "contact_sheet"], project)
     # ...and Snakemake does not want to redo anything DVC touched.
-    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], project)
 
 
 def test_dvc_checkout_relinking_does_not_trigger_snakemake(project):
     # DVC re-links cached outputs on checkout, changing timestamps; rendering must not rerun.
     for path in (project / "data/scenes").rglob("*.json"):
         os.utime(path)
-    _run(["dvc", "checkout", "--force"], project)
-    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    _run(["dvc", "checkout", "--force", "contact_sheet"], project)
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], project)
 
 
 def test_parameter_change_reruns_only_dependents(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["render"]["samples"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n"], project))
+    planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n", "dataset"], project))
     assert planned.get("render") == 3
     assert "scenes" not in planned and "assets" not in planned
-    status = _run(["dvc", "status"], project)
+    status = _run(["dvc", "status", "--with-deps", "contact_sheet"], project)
     assert "render@train" in status and "scenes" not in status.replace("data/scenes", "")
 
 
@@ -100,7 +100,7 @@ def test_invalid_params_stop_before_any_job(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["render"]["resolution"] = "huge"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = subprocess.run(["snakemake", "--cores", "2", "-n"], cwd=project, capture_output=True,
+    result = subprocess.run(["snakemake", "--cores", "2", "-n", "dataset"], cwd=project, capture_output=True,
                             text=True)
     assert result.returncode != 0
     assert "render.resolution" in result.stdout + result.stderr

@@ -101,6 +101,52 @@ def cmd_contact_sheet(args) -> None:
     contact_sheet.write(dirs, args.out)
 
 
+def cmd_patches(args) -> None:
+    from . import patches
+
+    patches.extract(_load_params(args), args.data, args.out)
+
+
+def cmd_latents(args) -> None:
+    from . import latents
+    from .vae import load_from_params
+
+    params = _load_params(args)
+    latents.build(load_from_params(params, args.resources), args.patches, args.out)
+
+
+def cmd_train(args) -> None:
+    from .train import train
+    from .vae import load_from_params
+
+    params = _load_params(args)
+    train(params, args.latents, args.patches, args.out,
+          vae_loader=lambda: load_from_params(params, args.resources), device=args.device,
+          track=not args.no_mlflow, stop_at=args.stop_at)
+
+
+def cmd_vae_check(args) -> None:
+    """The paper's deployment safeguard: how well the VAE reconstructs each input."""
+    import torch
+
+    from .images import read_image
+    from .vae import load_from_params, psnr
+
+    params = _load_params(args)
+    vae = load_from_params(params, args.resources)
+    worst = float("inf")
+    for path in args.images:
+        image = read_image(path)
+        with torch.no_grad():
+            value = psnr(vae.reconstruct(image[None]), image[None])
+        worst = min(worst, value)
+        flag = "  LOW: fusion quality will be limited here" if value < args.warn_below else ""
+        print(f"{path}\t{value:.2f} dB{flag}")
+    if worst < args.warn_below:
+        get_logger().warning("some inputs reconstruct below %.1f dB through %s", args.warn_below,
+                             params["vae"]["name"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameter file (params.yaml)")
@@ -139,6 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="rendered split directory")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_contact_sheet)
+
+    p = sub.add_parser("patches", help="training patches from the rendered train split")
+    p.add_argument("--data", default="data/mattingmfif/train")
+    p.add_argument("--out", default="data/patches")
+    p.set_defaults(func=cmd_patches)
+
+    p = sub.add_parser("latents", help="encode every patch once with the frozen VAE")
+    p.add_argument("--patches", default="data/patches")
+    p.add_argument("--out", default="data/latents")
+    p.add_argument("--resources", default="resources")
+    p.set_defaults(func=cmd_latents)
+
+    p = sub.add_parser("train", help="train the Fusion U-Net (run under torchrun for DDP)")
+    p.add_argument("--latents", default="data/latents")
+    p.add_argument("--patches", default="data/patches")
+    p.add_argument("--out", default="models")
+    p.add_argument("--resources", default="resources")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is kept)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--resources", default="resources")
+    p.add_argument("--warn-below", type=float, default=27.0, help="warn under this PSNR (dB)")
+    p.set_defaults(func=cmd_vae_check)
     return parser
 
 

@@ -12,6 +12,18 @@ from tqdm import tqdm
 LOGGER_NAME = "vaeedof"
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def get_logger() -> logging.Logger:
     return logging.getLogger(LOGGER_NAME)
 
@@ -22,7 +34,7 @@ def setup_logging(log_file: str | os.PathLike | None = None, verbose: bool = Fal
     logger.setLevel(logging.DEBUG)
     logger.handlers.clear()
     logger.propagate = False
-    console = logging.StreamHandler(sys.stderr)
+    console = _CurrentStderr()
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
     console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger.addHandler(console)

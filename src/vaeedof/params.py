@@ -47,7 +47,24 @@ DEFAULTS: dict = {
         "hdri_rotation_deg": [0.0, 360.0],
         "world_strength": [0.8, 1.2],
     },
+    "patches": {"size": 64, "per_scene": 8, "val_scenes": 2, "val_per_scene": 4, "shard_size": 256},
+    "model": {"max_inputs": 7, "widths": [64, 128, 256], "attention_heads": 4},
+    "train": {
+        "global_batch": 8,
+        "lr": 2.0e-4,
+        "weight_decay": 0.01,
+        "warmup_steps": 20,
+        "min_lr_ratio": 0.1,
+        "grad_clip": 1.0,
+        "ema_decay": 0.999,
+        "checkpoint_every": 100,
+        "keep_checkpoints": 3,
+        "val_every": 100,
+        "log_every": 10,
+        "augment": True,
+    },
     "render": {
+        "crop": None,
         "gt_samples": None,
         "denoise": True,
         "device": "CPU",
@@ -100,6 +117,10 @@ def _check_ranges(params: dict, source: str) -> None:
         low, high = scenes[key]
         if low > high:
             raise VaeedofError(f"{source}: key 'scenes.{key}': lower bound {low} > upper {high}")
+    render = params["render"]
+    if render["crop"] is not None and render["crop"] > render["resolution"]:
+        raise VaeedofError(f"{source}: key 'render.crop': {render['crop']} exceeds render.resolution "
+                           f"{render['resolution']}")
     if scenes["plane_distance_m"][1] >= scenes["background_distance_m"]:
         raise VaeedofError(
             f"{source}: key 'scenes.background_distance_m': must lie behind every subject plane "
@@ -120,8 +141,19 @@ def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = 
         key, sep, value = item.partition("=")
         if not sep:
             raise VaeedofError(f"override '{item}': expected key=value")
-        _set_dotted(raw, key, yaml.safe_load(value))
+        _set_dotted(raw, key, _parse_value(value))
     return validate(raw, str(path))
+
+
+def _parse_value(text: str):
+    """YAML typing, plus numbers YAML 1.1 leaves as strings (1e-3)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:

@@ -97,6 +97,7 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
         "rotation_deg": 0.0,
     })
     hdri = hdris[int(rng.integers(len(hdris)))]
+    crop = _sample_crop(rng, params["render"], planes, focal, sensor)
     return {
         "format": SCENE_FORMAT,
         "scene_id": f"{split}_{index:05d}",
@@ -118,7 +119,28 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
         # focus_k.png is focused on planes[k]; the index map uses the same numbering.
         "focus_order": list(range(len(planes))),
         "render_seed": int(rng.integers(0, 2**31 - 1)),
+        "crop": crop,
     }
+
+
+def _sample_crop(rng: np.random.Generator, render: dict, planes: list[dict], focal: float,
+                 sensor: float) -> list[float] | None:
+    """Normalised [x0, y0, x1, y1] (y from the top) of the rendered window, or None for the
+    whole frame. A crop renders `render.crop` pixels of a `render.resolution` frame: defocus
+    blur and texture detail keep their full-resolution size in pixels at a fraction of the cost
+    (as the paper trains on 512 px patches of 4096 px renders). The window is centred on a
+    random subject (jittered), so a crop holds subjects and not only the background."""
+    if not render.get("crop"):
+        return None
+    side = render["crop"] / render["resolution"]
+    subject = planes[int(rng.integers(len(planes) - 1))]
+    half = view_half_width(subject["distance_m"], focal, sensor)
+    # Image coordinates of the subject's centre: x right, y down, in [0, 1].
+    cx = 0.5 + subject["center_m"][0] / (2 * half) + rng.uniform(-side / 2, side / 2)
+    cy = 0.5 - subject["center_m"][1] / (2 * half) + rng.uniform(-side / 2, side / 2)
+    x0 = float(np.clip(cx - side / 2, 0.0, 1.0 - side))
+    y0 = float(np.clip(cy - side / 2, 0.0, 1.0 - side))
+    return [_r(x0), _r(y0), _r(x0 + side), _r(y0 + side)]
 
 
 def scene_path(scenes_dir: str | os.PathLike, split: str, scene_id: str) -> Path:

@@ -39,9 +39,13 @@ def contact_sheet_inputs(wildcards):
     return scene_dirs(wildcards.split)
 
 
-def all_outputs():
+def dataset_outputs():
     outputs = []
     for split in SPLITS:
         outputs += scene_dirs(split)
         outputs.append(f"reports/dataset/contact_sheet_{split}.png")
     return outputs
+
+
+def all_outputs():
+    return dataset_outputs() + [rules.train.output.weights]

@@ -16,11 +16,11 @@ from .noise import colorize, pink_noise, random_palette
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     """Rich colour texture: colourised 1/f noise, stripes, dots and sharp polygons, fine grain."""
     palette = random_palette(rng, int(rng.integers(3, 6)))
-    rgb = colorize(pink_noise(rng, size, size, exponent=rng.uniform(0.8, 1.3)), palette)
+    rgb = colorize(pink_noise(rng, size, size, exponent=rng.uniform(1.4, 1.8)), palette)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     for _ in range(int(rng.integers(1, 4))):
         angle = rng.uniform(0, np.pi)
-        period = rng.uniform(0.01, 0.08)
+        period = rng.uniform(0.04, 0.15)
         phase = (xx * np.cos(angle) + yy * np.sin(angle)) / period
         stripes = (np.sin(2 * np.pi * phase) > rng.uniform(-0.5, 0.5)).astype(np.float32)
         region = pink_noise(rng, size, size, exponent=2.0) > rng.uniform(0.4, 0.7)
@@ -29,11 +29,13 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
         rgb = rgb * (1 - mix) + colour * mix
     for _ in range(int(rng.integers(10, 40))):
         cy, cx = rng.uniform(0, 1, 2)
-        radius = rng.uniform(0.005, 0.05)
+        radius = rng.uniform(0.015, 0.06)
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < radius**2
         rgb[disc] = random_palette(rng, 1)[0]
-    grain = pink_noise(rng, size, size, exponent=0.3)[..., None]
-    rgb = rgb * (0.8 + 0.4 * grain)
+    # Shading detail with the 1/f spectrum of photographs (white-noise grain would be
+    # unnatural, and no VAE reproduces it).
+    shading = pink_noise(rng, size, size, exponent=1.5)[..., None]
+    rgb = rgb * (0.75 + 0.5 * shading)
     return np.clip(rgb, 0.0, 1.0)
 
 
@@ -95,7 +97,7 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
             top = rng.uniform(0.1, 0.7)
             facade = (xx >= x0) & (xx < x0 + width) & (yy >= top)
             colour = random_palette(rng, 2)
-            rows, cols = rng.uniform(40, 120), rng.uniform(40, 120)
+            rows, cols = rng.uniform(12, 40), rng.uniform(12, 40)
             windows = (np.sin(yy * rows * np.pi) > 0.3) & (np.sin(xx * cols * np.pi) > 0.2)
             block = np.where(windows[..., None], colour[1], colour[0])
             rgb = np.where(facade[..., None], block * (0.75 + 0.5 * clouds), rgb)

@@ -64,6 +64,9 @@ REGISTRY: dict[str, RemoteAsset] = {
                git_blob="f4da1ec48cb805b5ee8deb22cfad03f48fe52f64"),
         _taesd("taesd3_encoder.pth", git_blob="9678667c0e3e4b648a36daaa8094b1732ae4fb67"),
         _taesd("taesd3_decoder.pth", git_blob="7943be72a9151d0b330c5d8a4fbb885d889b60a1"),
+        # Same layout, checksums not recorded here: pin them with vae.sha256 in params.yaml.
+        *(_taesd(f"{name}_{part}.pth") for name in ("taesd", "taesdxl", "taef1")
+          for part in ("encoder", "decoder")),
         _polyhaven("kloofendal_48d_partly_cloudy_puresky"),
         _polyhaven("studio_small_09"),
         _polyhaven("venice_sunset"),
@@ -71,6 +74,14 @@ REGISTRY: dict[str, RemoteAsset] = {
         _polyhaven("photo_studio_loft_hall"),
     ]
 }
+
+
+def with_pins(asset: RemoteAsset, sha256: str | None) -> RemoteAsset:
+    """The same asset pinned to a user-given sha256 (for entries without a recorded checksum)."""
+    if not sha256:
+        return asset
+    return RemoteAsset(asset.name, asset.filename, asset.url, asset.kind, sha256=sha256,
+                       git_blob=asset.git_blob, license=asset.license)
 
 
 def lookup(name: str) -> RemoteAsset:

@@ -22,12 +22,17 @@ def reset() -> None:
 
 
 def configure_render(resolution: int, samples: int, denoise: bool, device: str, threads: int,
-                     seed: int) -> str:
+                     seed: int, crop: list[float] | None = None) -> str:
     """Cycles settings shared by every render of a scene; returns the device actually used."""
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.render.resolution_x = scene.render.resolution_y = resolution
     scene.render.resolution_percentage = 100
+    scene.render.use_border = scene.render.use_crop_to_border = crop is not None
+    if crop is not None:
+        x0, y0, x1, y1 = crop  # y from the top; Blender's border counts from the bottom
+        scene.render.border_min_x, scene.render.border_max_x = x0, x1
+        scene.render.border_min_y, scene.render.border_max_y = 1.0 - y1, 1.0 - y0
     scene.render.use_persistent_data = True  # removes most of the ~1 s fixed cost per render
     scene.render.threads_mode = "FIXED"
     scene.render.threads = max(1, threads)

@@ -26,6 +26,7 @@ def render_settings(params: dict, threads: int) -> dict:
     return {
         "format": RENDER_FORMAT,
         "resolution": render["resolution"],
+        "crop": render["crop"],
         "samples": render["samples"],
         "gt_samples": render["gt_samples"] or render["samples"],
         "denoise": render["denoise"],
@@ -91,7 +92,7 @@ def render_scene(spec: dict, params: dict, out_dir: str | os.PathLike, threads: 
         bs.reset()
         device = bs.configure_render(settings["resolution"], settings["samples"],
                                      settings["denoise"], settings["device"], threads,
-                                     spec["render_seed"])
+                                     spec["render_seed"], spec.get("crop"))
         camera = bs.add_camera(spec["camera"])
         bs.add_world(spec["world"], hdri)
         objects = [bs.add_plane(k, plane, image)

@@ -1,0 +1,120 @@
+"""The Fusion U-Net: the latents of up to `max_inputs` images, concatenated on channels (fewer
+inputs filled by duplicating existing ones), fused into one latent of the VAE's channel count.
+
+Three down-sampling and three up-sampling residual blocks; the middle blocks add self-attention.
+The network predicts a residual over the mean of the input latents (its last convolution starts
+at zero), so an untrained model already returns the average and training learns the selection.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEPTH = 3  # down-sampling levels: latent sides are padded to multiples of 2**DEPTH
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, channels // 4) or 1, channels)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.body = nn.Sequential(_norm(n_in), nn.SiLU(), nn.Conv2d(n_in, n_out, 3, padding=1),
+                                  _norm(n_out), nn.SiLU(), nn.Conv2d(n_out, n_out, 3, padding=1))
+        self.skip = nn.Conv2d(n_in, n_out, 1) if n_in != n_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.skip(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over spatial positions, residual."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, channels * 3, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2),
+                                             v.transpose(-1, -2))
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class FusionUNet(nn.Module):
+    def __init__(self, latent_channels: int, max_inputs: int = 7, widths=(64, 128, 256),
+                 attention_heads: int = 4):
+        super().__init__()
+        if len(widths) != DEPTH:
+            raise ValueError(f"widths must list {DEPTH} channel counts, got {widths}")
+        self.latent_channels = latent_channels
+        self.max_inputs = max_inputs
+        self.stem = nn.Conv2d(latent_channels * max_inputs, widths[0], 3, padding=1)
+        chans = [widths[0], *widths]
+        self.down_blocks = nn.ModuleList(ResBlock(chans[i], chans[i + 1]) for i in range(DEPTH))
+        self.downsamples = nn.ModuleList(
+            nn.Conv2d(chans[i + 1], chans[i + 1], 3, stride=2, padding=1) for i in range(DEPTH))
+        bottom = widths[-1]
+        self.mid = nn.Sequential(ResBlock(bottom, bottom), SelfAttention(bottom, attention_heads),
+                                 ResBlock(bottom, bottom), SelfAttention(bottom, attention_heads))
+        # Level i takes chans[i + 1] channels from below and its skip, and gives chans[i].
+        self.upsamples = nn.ModuleList(
+            nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1) for i in range(DEPTH))
+        self.up_blocks = nn.ModuleList(ResBlock(2 * chans[i + 1], chans[i]) for i in range(DEPTH))
+        self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(),
+                                  nn.Conv2d(widths[0], latent_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, max_inputs, C, h, w) -> (B, C, h, w)."""
+        b, n, c, h, w = latents.shape
+        if n != self.max_inputs or c != self.latent_channels:
+            raise ValueError(f"expected (B, {self.max_inputs}, {self.latent_channels}, h, w), "
+                             f"got {tuple(latents.shape)}")
+        multiple = 2**DEPTH
+        pad_h, pad_w = (-h) % multiple, (-w) % multiple
+        x = latents.reshape(b, n * c, h, w)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = self.stem(x)
+        skips = []
+        for block, down in zip(self.down_blocks, self.downsamples, strict=True):
+            x = block(x)
+            skips.append(x)
+            x = down(x)
+        x = self.mid(x)
+        for level in reversed(range(DEPTH)):
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = self.upsamples[level](x)
+            x = self.up_blocks[level](torch.cat([x, skips[level]], dim=1))
+        residual = self.head(x)[..., :h, :w]
+        return latents.mean(dim=1) + residual
+
+
+def fill_inputs(latents: torch.Tensor, max_inputs: int, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+    """(B, k, C, h, w) with k <= max_inputs -> (B, max_inputs, C, h, w) by duplicating inputs:
+    cyclically (deterministic, for inference) or at random (with a generator, for training)."""
+    k = latents.shape[1]
+    if k > max_inputs:
+        raise ValueError(f"{k} inputs exceed max_inputs = {max_inputs}")
+    if k == max_inputs:
+        return latents
+    if generator is None:
+        extra = torch.arange(max_inputs - k) % k
+    else:
+        extra = torch.randint(0, k, (max_inputs - k,), generator=generator)
+    return torch.cat([latents, latents[:, extra]], dim=1)
+
+
+def build_model(params: dict, latent_channels: int) -> FusionUNet:
+    cfg = params["model"]
+    return FusionUNet(latent_channels, cfg["max_inputs"], tuple(cfg["widths"]), cfg["attention_heads"])

@@ -1,0 +1,99 @@
+"""Training patches from the rendered train split: random crops holding every focus input and
+the ground-truth crop, in .npy shards (uint8, N x (inputs + 1) x S x S x 3; GT last).
+
+The last `patches.val_scenes` train scenes are held out for validation during training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import atomic
+from .errors import VaeedofError
+from .hashing import sha256_json
+from .logs import get_logger, progress
+
+PATCH_FORMAT = 1
+
+
+def load_scene_stack(scene_dir: Path) -> np.ndarray:
+    """(inputs + 1, H, W, 3) uint8: focus renders in scene.json order, then the GT."""
+    meta = json.loads((scene_dir / "scene.json").read_text())
+    names = [f"focus_{k}.png" for k in meta["focus_order"]] + ["gt.png"]
+    return np.stack([np.asarray(Image.open(scene_dir / n).convert("RGB")) for n in names])
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic.atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+
+
+def _crops(stack: np.ndarray, size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = stack.shape[1:3]
+    if min(height, width) < size:
+        raise VaeedofError(f"patches.size {size} exceeds the render size {width}x{height}")
+    tops = rng.integers(0, height - size + 1, count)
+    lefts = rng.integers(0, width - size + 1, count)
+    return np.stack([stack[:, t:t + size, x:x + size] for t, x in zip(tops, lefts, strict=True)])
+
+
+def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Write train/ and val/ shards plus manifest.json under out_dir; return the manifest path."""
+    cfg = params["patches"]
+    scene_dirs = sorted(p for p in Path(data_dir).iterdir() if (p / "scene.json").exists())
+    if len(scene_dirs) <= cfg["val_scenes"]:
+        raise VaeedofError(f"{data_dir}: {len(scene_dirs)} train scenes, need more than "
+                           f"patches.val_scenes = {cfg['val_scenes']}")
+    held_out = scene_dirs[len(scene_dirs) - cfg["val_scenes"]:]
+    groups = {"train": scene_dirs[: len(scene_dirs) - cfg["val_scenes"]], "val": held_out}
+    out_dir = Path(out_dir)
+    source = sha256_json({"seed": params["seed"], "patches": cfg, "format": PATCH_FORMAT, "scenes": [
+        (d.name, json.loads((d / "scene.json").read_text())["fingerprint"]) for d in scene_dirs]})
+    existing = out_dir / "manifest.json"
+    if existing.exists() and json.loads(existing.read_text()).get("source") == source:
+        get_logger().info("%s: up to date", out_dir)
+        return existing
+    manifest: dict = {"format": PATCH_FORMAT, "size": cfg["size"], "splits": {}, "source": source}
+    with atomic.atomic_directory(out_dir) as tmp:
+        for split, dirs in groups.items():
+            shards, buffer, total = [], [], 0
+            per_scene = cfg["per_scene"] if split == "train" else cfg["val_per_scene"]
+
+            def flush(split=split, shards=shards, buffer=buffer):
+                if buffer:
+                    name = f"{split}/shard_{len(shards):05d}.npy"
+                    array = np.concatenate(buffer)
+                    _save_npy(tmp / name, array)
+                    shards.append({"file": name, "start": sum(s["count"] for s in shards),
+                                   "count": len(array)})
+                    buffer.clear()
+
+            for scene_dir in progress(dirs, desc=f"patches/{split}"):
+                stack = load_scene_stack(scene_dir)
+                index = scene_dirs.index(scene_dir)
+                rng = np.random.default_rng([params["seed"], 77, index])
+                buffer.append(_crops(stack, cfg["size"], per_scene, rng))
+                total += per_scene
+                if sum(len(b) for b in buffer) >= cfg["shard_size"]:
+                    flush()
+            flush()
+            inputs = int(np.load(tmp / shards[0]["file"], mmap_mode="r").shape[1]) - 1 if shards else 0
+            manifest["splits"][split] = {"shards": shards, "count": total, "inputs": inputs,
+                                         "scenes": [d.name for d in dirs]}
+        manifest["fingerprint"] = sha256_json(manifest)
+        atomic.write_json(tmp / "manifest.json", manifest)
+    get_logger().info("patches: %s", {s: m["count"] for s, m in manifest["splits"].items()})
+    return out_dir / "manifest.json"
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: not found (run the previous stage first)") from None
