@@ -68,7 +68,8 @@ def dof_scene(tmp_path_factory):
 def test_outputs_complete(dof_scene):
     spec, params, out = dof_scene
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([f"focus_{k}.png" for k in range(6)] + ["gt.png", "index.png", "scene.json"])
+    assert names == sorted([f"focus_{k}.png" for k in range(6)]
+                           + ["gt.png", "index.png", "scene.json", ".complete.json"])
     meta = json.loads((out / "scene.json").read_text())
     assert meta["render"]["blender"].startswith("5.0")
     assert meta["render"]["device_used"] == "CPU"
@@ -104,6 +105,15 @@ def test_rerender_is_skipped_when_current(dof_scene):
     before = (out / "gt.png").stat().st_mtime_ns
     assert render_scene(spec, params, out, threads=2) is False
     assert (out / "gt.png").stat().st_mtime_ns == before
+    # Snakemake removes the declared output (scene.json) before a rerun: nothing is re-rendered.
+    meta = (out / "scene.json").read_bytes()
+    (out / "scene.json").unlink()
+    assert render_scene(spec, params, out, threads=2) is False
+    assert (out / "scene.json").read_bytes() == meta
+    assert (out / "gt.png").stat().st_mtime_ns == before
+    # A changed setting does re-render.
+    changed = dict(params, render=dict(params["render"], samples=params["render"]["samples"] + 1))
+    assert render_scene(spec, changed, out, threads=2) is True
 
 
 def test_transparency_shows_the_plane_behind(tmp_path):

@@ -96,6 +96,23 @@ def test_parameter_change_reruns_only_dependents(project):
     assert "render@train" in status and "scenes" not in status.replace("data/scenes", "")
 
 
+def test_adding_scenes_renders_only_the_new_ones(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["render"]["samples"] = 2
+    params["scenes"]["train"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n", "dataset"], project))
+    assert planned.get("render") == 1 and planned.get("scenes") == 1, planned
+    # Even when Snakemake reruns a render job (here: forced), current renders are kept.
+    before = _render_mtimes(project)
+    targets = [f"data/mattingmfif/{s}/{s}_{i:05d}/scene.json" for s, n in (("train", 3), ("test", 1))
+               for i in range(n)]
+    _run(["snakemake", "--cores", "2", "--forcerun", "render", "--", *targets], project)
+    after = _render_mtimes(project)
+    assert all(after[p] == t for p, t in before.items())
+    assert len(after) == len(before) + 8
+
+
 def test_invalid_params_stop_before_any_job(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["render"]["resolution"] = "huge"

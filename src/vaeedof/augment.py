@@ -1,5 +1,5 @@
-"""Training-time augmentation of cached latents: a random number of inputs (1..available) in
-random order, filled to max_inputs by duplication, and one of the 8 flips/rotations applied
+"""Training-time augmentation of cached latents: a random number of inputs (1..available, with
+probability `subset_probability`, else all of them) in random order, filled to max_inputs by duplication, and one of the 8 flips/rotations applied
 consistently to a sample's inputs and target. Latent flips approximate image flips (the VAE is
 nearly equivariant); the cache itself is never augmented."""
 
@@ -16,7 +16,7 @@ def _dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 
 def augment(batch: torch.Tensor, max_inputs: int, generator: torch.Generator,
-            enabled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+            enabled: bool = True, subset_probability: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, available + 1, C, h, w), GT last -> inputs (B, max_inputs, C, h, w), target (B, C, h, w)."""
     inputs, targets = [], []
     available = min(batch.shape[1] - 1, max_inputs)
@@ -26,7 +26,9 @@ def augment(batch: torch.Tensor, max_inputs: int, generator: torch.Generator,
             targets.append(sample[-1])
             continue
         order = torch.randperm(batch.shape[1] - 1, generator=generator)
-        count = int(torch.randint(1, available + 1, (1,), generator=generator))
+        count = available
+        if float(torch.rand((), generator=generator)) < subset_probability:
+            count = int(torch.randint(1, available + 1, (1,), generator=generator))
         chosen = fill_inputs(sample[order[:count]][None], max_inputs, generator)[0]
         k = int(torch.randint(0, 4, (1,), generator=generator))
         flip = bool(torch.randint(0, 2, (1,), generator=generator))

@@ -47,7 +47,7 @@ def cmd_scenes(args) -> None:
     from .assets.build import load_index
 
     params = _load_params(args)
-    written = scenes.write_scenes(params, load_index(args.assets), args.out)
+    written = scenes.write_scenes(params, load_index(args.assets), args.out, args.only)
     get_logger().info("wrote %d scene files under %s", len(written), args.out)
 
 
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scenes", help="sample every scene's parameters (Algorithm 1)")
     p.add_argument("--assets", default="resources/assets/index.json")
     p.add_argument("--out", default="data/scenes")
+    p.add_argument("--only", nargs="+", metavar="SCENE_ID", help="sample only these scenes")
     p.set_defaults(func=cmd_scenes)
 
     p = sub.add_parser("render", help="render a scene (or a whole split) with Blender")

@@ -62,6 +62,7 @@ DEFAULTS: dict = {
         "val_every": 100,
         "log_every": 10,
         "augment": True,
+        "input_subset_probability": 0.5,
     },
     "render": {
         "crop": None,

@@ -147,15 +147,27 @@ def scene_path(scenes_dir: str | os.PathLike, split: str, scene_id: str) -> Path
     return Path(scenes_dir) / split / f"{scene_id}.json"
 
 
-def write_scenes(params: dict, assets: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """Write every split's scene.json files; unchanged files are rewritten byte-identically."""
+def parse_scene_id(scene_id: str) -> tuple[str, int]:
+    split, _, number = scene_id.partition("_")
+    if split not in SPLITS or not number.isdigit():
+        raise VaeedofError(f"scene id '{scene_id}': expected <train|test>_<number>")
+    return split, int(number)
+
+
+def write_scenes(params: dict, assets: dict, out_dir: str | os.PathLike,
+                 only: list[str] | None = None) -> list[Path]:
+    """Write every split's scene.json files (or only the named scenes); unchanged files are
+    rewritten byte-identically."""
+    if only:
+        targets = [parse_scene_id(scene_id) for scene_id in only]
+    else:
+        targets = [(split, index) for split in SPLITS for index in range(params["scenes"][split])]
     written = []
-    for split in SPLITS:
-        for index in range(params["scenes"][split]):
-            spec = sample_scene(params, split, index, assets)
-            path = scene_path(out_dir, split, spec["scene_id"])
-            atomic.write_json(path, spec)
-            written.append(path)
+    for split, index in targets:
+        spec = sample_scene(params, split, index, assets)
+        path = scene_path(out_dir, split, spec["scene_id"])
+        atomic.write_json(path, spec)
+        written.append(path)
     return written
 
 

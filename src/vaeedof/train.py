@@ -225,7 +225,8 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
     tick, samples = time.perf_counter(), 0
     while step < end:
         inputs, target = augment(stream.get(step), params["model"]["max_inputs"],
-                                 step_generator(seed, runtime.rank, step), cfg["augment"])
+                                 step_generator(seed, runtime.rank, step), cfg["augment"],
+                                 cfg["input_subset_probability"])
         inputs, target = inputs.to(runtime.device), target.to(runtime.device)
         with torch.autocast(runtime.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             pred = ddp(inputs)

@@ -27,22 +27,33 @@ if not EFFECTIVE_PARAMS.exists() or EFFECTIVE_PARAMS.read_text() != _text:
 VAEEDOF = f"vaeedof --params {EFFECTIVE_PARAMS}"
 
 
+def scene_sampling_params():
+    """What one scene's sampling depends on: not the scene counts."""
+    return {k: v for k, v in config["scenes"].items() if k not in SPLITS}
+
+
+def render_params():
+    """What one scene's render depends on: not the contact sheet settings."""
+    return {k: v for k, v in config["render"].items() if k != "contact_sheet_scenes"}
+
+
 def split_scene_ids(split):
     return scene_ids(split, config["scenes"][split])
 
 
-def scene_dirs(split):
-    return expand("data/mattingmfif/{split}/{scene_id}", split=split, scene_id=split_scene_ids(split))
+def scene_outputs(split):
+    """Each scene's scene.json, which stands for its rendered directory."""
+    return expand("data/mattingmfif/{split}/{scene_id}/scene.json", split=split, scene_id=split_scene_ids(split))
 
 
 def contact_sheet_inputs(wildcards):
-    return scene_dirs(wildcards.split)
+    return scene_outputs(wildcards.split)
 
 
 def dataset_outputs():
     outputs = []
     for split in SPLITS:
-        outputs += scene_dirs(split)
+        outputs += scene_outputs(split)
         outputs.append(f"reports/dataset/contact_sheet_{split}.png")
     return outputs
 

@@ -3,9 +3,11 @@ rule render:
         scene="data/scenes/{split}/{scene_id}.json",
         assets=rules.assets.output.index,
     output:
-        directory("data/mattingmfif/{split}/{scene_id}"),
+        # The scene's scene.json stands for its directory: Snakemake deletes declared outputs
+        # before a rerun, and `vaeedof render` keeps renders whose fingerprint still matches.
+        "data/mattingmfif/{split}/{scene_id}/scene.json",
     params:
-        render=config["render"],
+        render=render_params(),
     log:
         "logs/render/{split}/{scene_id}.log",
     benchmark:
@@ -18,13 +20,15 @@ rule render:
         runtime=60,
         gpu=0,
     shell:
-        "{VAEEDOF} render --scene {input.scene} --out {output} "
+        "{VAEEDOF} render --scene {input.scene} --out data/mattingmfif/{wildcards.split}/{wildcards.scene_id} "
         "--threads {threads} --blender-log {log} 2>> {log}"
 
 
 rule contact_sheet:
     input:
         contact_sheet_inputs,
+    params:
+        scenes=config["render"]["contact_sheet_scenes"],
     output:
         "reports/dataset/contact_sheet_{split}.png",
     log:

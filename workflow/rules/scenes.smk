@@ -1,18 +1,23 @@
+# One job per scene (local: cheap), so adding scenes leaves existing ones and their renders alone.
+localrules:
+    scenes,
+
+
 rule scenes:
     input:
         assets=rules.assets.output.index,
     output:
-        [f"data/scenes/{split}/{scene_id}.json" for split in SPLITS for scene_id in split_scene_ids(split)],
+        "data/scenes/{split}/{scene_id}.json",
     params:
         seed=config["seed"],
-        scenes=config["scenes"],
+        sampling=scene_sampling_params(),
     log:
-        "logs/scenes/scenes.log",
-    benchmark:
-        "benchmarks/scenes/scenes.tsv"
+        "logs/scenes/{split}/{scene_id}.log",
+    wildcard_constraints:
+        split="train|test",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=500,
+        runtime=5,
     shell:
-        "{VAEEDOF} scenes --assets {input.assets} --out data/scenes 2>> {log}"
+        "{VAEEDOF} scenes --assets {input.assets} --out data/scenes --only {wildcards.scene_id} 2>> {log}"

@@ -1,6 +1,6 @@
 rule patches:
     input:
-        scenes=scene_dirs("train"),
+        scenes=scene_outputs("train"),
     output:
         directory("data/patches"),
     params:

@@ -39,16 +39,29 @@ def fingerprint(spec: dict, settings: dict) -> str:
     return sha256_json({"scene": spec, "settings": settings})
 
 
+# A hidden copy of scene.json: Snakemake deletes a job's declared output (scene.json) before
+# rerunning it, and a scene whose renders are still current must not be rendered again.
+COMPLETE = ".complete.json"
+
+
 def is_current(out_dir: Path, spec: dict, settings: dict) -> bool:
-    meta = out_dir / "scene.json"
-    if not meta.exists():
+    """True when out_dir holds every render of `spec` with these settings; restores scene.json
+    from the hidden copy if only that was removed."""
+    marker = out_dir / COMPLETE
+    if not marker.exists():
         return False
     try:
-        recorded = json.loads(meta.read_text()).get("fingerprint")
+        meta = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return False
     names = [f"focus_{k}.png" for k in spec["focus_order"]] + ["gt.png", "index.png"]
-    return recorded == fingerprint(spec, settings) and all((out_dir / n).exists() for n in names)
+    if meta.get("fingerprint") != fingerprint(spec, settings):
+        return False
+    if not all((out_dir / n).exists() for n in names):
+        return False
+    if not (out_dir / "scene.json").exists():
+        atomic.write_json(out_dir / "scene.json", meta)
+    return True
 
 
 def _verified(path: str, sha256: str, scene_id: str) -> Path:
@@ -126,5 +139,6 @@ def render_scene(spec: dict, params: dict, out_dir: str | os.PathLike, threads: 
         meta["fingerprint"] = fingerprint(spec, settings)
         meta["render_seconds"] = dict(timings, total=round(time.perf_counter() - started, 3))
         atomic.write_json(tmp / "scene.json", meta)
+        atomic.write_json(tmp / COMPLETE, meta)
     log.info("%s: rendered in %.1f s (%s)", out_dir, time.perf_counter() - started, device)
     return True
