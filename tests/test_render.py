@@ -160,6 +160,29 @@ def test_transparency_shows_the_plane_behind(tmp_path):
     assert NO_PLANE not in index
 
 
+def test_absent_gpu_device_falls_back_to_cpu(tmp_path, params, caplog):
+    from vaeedof.assets.build import build, load_index
+    from vaeedof.render.renderer import render_scene
+
+    index = load_index(build(params, tmp_path / "resources"))
+    spec = scenes.sample_scene(params, "train", 0, index)
+    params["render"].update(device="OPTIX", resolution=32, samples=1, denoise=False)
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from vaeedof.logs import get_logger
+
+    get_logger().addHandler(caplog.handler)
+    try:
+        render_scene(spec, params, tmp_path / "out", blender_log=tmp_path / "blender.log")
+    finally:
+        get_logger().removeHandler(caplog.handler)
+    meta = json.loads((tmp_path / "out/scene.json").read_text())
+    assert meta["render"]["device"] == "OPTIX" and meta["render"]["device_used"] == "CPU"
+    assert "not available; falling back to CPU" in caplog.text
+
+
 def test_missing_or_tampered_asset_is_refused(tmp_path, params):
     from vaeedof.assets.build import build, load_index
     from vaeedof.errors import VaeedofError

@@ -113,7 +113,7 @@ def test_validation_and_mlflow_run(tmp_path, latent_set, monkeypatch):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [5, 10]
     assert "val_psnr" in run.data.metrics and "val_psnr_mean_of_inputs" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert "fusion_ema.safetensors" in artifacts and "previews" in artifacts
+    assert {"fusion_ema.safetensors", "previews", "params.used.yaml"} <= artifacts
 
 
 def test_nan_loss_stops_with_last_checkpoint_kept(tmp_path, latent_set):

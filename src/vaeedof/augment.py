@@ -1,7 +1,8 @@
 """Training-time augmentation of cached latents: a random number of inputs (1..available, with
-probability `subset_probability`, else all of them) in random order, filled to max_inputs by duplication, and one of the 8 flips/rotations applied
-consistently to a sample's inputs and target. Latent flips approximate image flips (the VAE is
-nearly equivariant); the cache itself is never augmented."""
+probability `subset_probability`, else all of them) in random order, filled to max_inputs by
+duplication, and one of the 8 flips/rotations applied consistently to a sample's inputs and
+target. Latent flips approximate image flips (the VAE is nearly equivariant); the cache itself
+is never augmented."""
 
 from __future__ import annotations
 

@@ -52,8 +52,8 @@ def build(vae, patches_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
             shutil.rmtree(out_dir)
     done = json.loads(progress_path.read_text())["done"] if progress_path.exists() else []
     out_dir.mkdir(parents=True, exist_ok=True)
-    shards = [(split, shard) for split, meta in source["splits"].items() for shard in meta["shards"]]
-    for split, shard in progress(shards, desc="latents"):
+    shards = [shard for meta in source["splits"].values() for shard in meta["shards"]]
+    for shard in progress(shards, desc="latents"):
         if shard["file"] in done and (out_dir / shard["file"]).exists():
             continue
         pixels = np.load(patches_dir / shard["file"], mmap_mode="r")

@@ -42,6 +42,35 @@ def _crops(stack: np.ndarray, size: int, count: int, rng: np.random.Generator) -
     return np.stack([stack[:, t:t + size, x:x + size] for t, x in zip(tops, lefts, strict=True)])
 
 
+class _ShardWriter:
+    """Collects crops and writes a shard whenever `shard_size` samples are pending."""
+
+    def __init__(self, root: Path, split: str, shard_size: int):
+        self.root, self.split, self.shard_size = root, split, shard_size
+        self.shards: list[dict] = []
+        self.pending: list[np.ndarray] = []
+        self.start = 0
+
+    def add(self, crops: np.ndarray) -> None:
+        self.pending.append(crops)
+        if sum(len(p) for p in self.pending) >= self.shard_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        name = f"{self.split}/shard_{len(self.shards):05d}.npy"
+        array = np.concatenate(self.pending)
+        _save_npy(self.root / name, array)
+        self.shards.append({"file": name, "start": self.start, "count": len(array)})
+        self.start += len(array)
+        self.pending.clear()
+
+    def close(self) -> list[dict]:
+        self._flush()
+        return self.shards
+
+
 def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write train/ and val/ shards plus manifest.json under out_dir; return the manifest path."""
     cfg = params["patches"]
@@ -61,30 +90,15 @@ def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     manifest: dict = {"format": PATCH_FORMAT, "size": cfg["size"], "splits": {}, "source": source}
     with atomic.atomic_directory(out_dir) as tmp:
         for split, dirs in groups.items():
-            shards, buffer, total = [], [], 0
+            writer = _ShardWriter(tmp, split, cfg["shard_size"])
             per_scene = cfg["per_scene"] if split == "train" else cfg["val_per_scene"]
-
-            def flush(split=split, shards=shards, buffer=buffer):
-                if buffer:
-                    name = f"{split}/shard_{len(shards):05d}.npy"
-                    array = np.concatenate(buffer)
-                    _save_npy(tmp / name, array)
-                    shards.append({"file": name, "start": sum(s["count"] for s in shards),
-                                   "count": len(array)})
-                    buffer.clear()
-
             for scene_dir in progress(dirs, desc=f"patches/{split}"):
-                stack = load_scene_stack(scene_dir)
-                index = scene_dirs.index(scene_dir)
-                rng = np.random.default_rng([params["seed"], 77, index])
-                buffer.append(_crops(stack, cfg["size"], per_scene, rng))
-                total += per_scene
-                if sum(len(b) for b in buffer) >= cfg["shard_size"]:
-                    flush()
-            flush()
+                rng = np.random.default_rng([params["seed"], 77, scene_dirs.index(scene_dir)])
+                writer.add(_crops(load_scene_stack(scene_dir), cfg["size"], per_scene, rng))
+            shards = writer.close()
             inputs = int(np.load(tmp / shards[0]["file"], mmap_mode="r").shape[1]) - 1 if shards else 0
-            manifest["splits"][split] = {"shards": shards, "count": total, "inputs": inputs,
-                                         "scenes": [d.name for d in dirs]}
+            manifest["splits"][split] = {"shards": shards, "count": len(dirs) * per_scene,
+                                         "inputs": inputs, "scenes": [d.name for d in dirs]}
         manifest["fingerprint"] = sha256_json(manifest)
         atomic.write_json(tmp / "manifest.json", manifest)
     get_logger().info("patches: %s", {s: m["count"] for s, m in manifest["splits"].items()})

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
@@ -136,7 +137,8 @@ def export(ema, params: dict, latent_manifest: dict, out_dir: Path, step: int, r
         "widths": params["model"]["widths"],
         "attention_heads": params["model"]["attention_heads"],
         "patch_size": params["patches"]["size"],
-        "train_params_hash": sha256_json({k: params[k] for k in ("seed", "model", "train", "patches", "vae")}),
+        "train_params_hash": sha256_json({k: params[k] for k in ("seed", "model", "train", "patches",
+                                                                  "vae")}),
         "steps": step,
         "mlflow_run_id": run_id,
         "weights_sha256": sha256_file(weights),
@@ -198,6 +200,10 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
               "vae": manifest["vae"], "world_size": str(runtime.world_size)},
         params={k: params[k] for k in ("seed", "patches", "model", "train", "vae")},
         run_id=run_id) or run_id
+    if runtime.is_main and state is None and tracker.enabled:
+        params_copy = out_dir / "params.used.yaml"
+        atomic.write_text(params_copy, yaml.safe_dump(params, sort_keys=True))
+        tracker.artifact(params_copy)
 
     vae = val = val_pixels = None
     has_val = "val" in manifest["splits"] and manifest["splits"]["val"]["count"] > 0
@@ -247,7 +253,8 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
         samples += batch * runtime.world_size
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{global_loss.item():.4f}")
+            rate_now = samples / max(time.perf_counter() - tick, 1e-9)
+            bar.set_postfix(loss=f"{global_loss.item():.4f}", samples_s=f"{rate_now:.0f}")
         if step % cfg["log_every"] == 0 or step == end:
             rate = samples / max(time.perf_counter() - tick, 1e-9)
             logged = {"loss": global_loss.item(), "lr": scheduler.get_last_lr()[0],

@@ -4,7 +4,6 @@ no absolute paths, no `..`, no links or special files, a bound on the expanded s
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -28,8 +27,15 @@ def _check_name(archive: Path, name: str) -> PurePosixPath:
     return member
 
 
-def _copy_bounded(source, dest: Path, budget: list[int], archive: Path, name: str) -> None:
-    with open(dest, "wb") as out:
+def _place(target: Path, is_dir: bool, open_member, budget: list[int], archive: Path,
+           name: str) -> None:
+    """Create a checked member's folder, or copy its bytes while counting them against the
+    bound (declared sizes can lie)."""
+    if is_dir:
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open_member() as source, open(target, "wb") as out:
         while chunk := source.read(1 << 20):
             budget[0] -= len(chunk)
             if budget[0] < 0:
@@ -62,13 +68,8 @@ def _extract_zip(archive: Path, out: Path, budget: list[int]) -> None:
             mode = (info.external_attr >> 16) & 0o170000
             if mode and mode not in (0o100000, 0o040000):
                 raise VaeedofError(f"{archive}: refused, member '{info.filename}' is a link")
-            target = out.joinpath(*member.parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with bundle.open(info) as source:
-                _copy_bounded(source, target, budget, archive, info.filename)
+            _place(out.joinpath(*member.parts), info.is_dir(), lambda i=info: bundle.open(i),
+                   budget, archive, info.filename)
 
 
 def _extract_tar(archive: Path, out: Path, budget: list[int]) -> None:
@@ -86,18 +87,8 @@ def _extract_tar(archive: Path, out: Path, budget: list[int]) -> None:
                 raise VaeedofError(f"{archive}: refused, member '{member.name}' is a link")
             if not (member.isfile() or member.isdir()):
                 raise VaeedofError(f"{archive}: refused, member '{member.name}' is a special file")
-            target = out.joinpath(*name.parts)
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = bundle.extractfile(member)
-            _copy_bounded(source, target, budget, archive, member.name)
-
-
-def clear(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+            _place(out.joinpath(*name.parts), member.isdir(), lambda m=member: bundle.extractfile(m),
+                   budget, archive, member.name)
 
 
 def walk_files(root: Path) -> list[Path]:
