@@ -147,6 +147,15 @@ def cmd_vae_check(args) -> None:
                              params["vae"]["name"])
 
 
+def cmd_fuse(args) -> None:
+    from .fusion import expand_inputs, fuse_files
+
+    inputs = expand_inputs(args.images)
+    params = params_mod.load(args.params) if Path(args.params).exists() else None
+    mirrors = params["assets"]["mirrors"] if params else []
+    fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile, args.resources, mirrors)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameter file (params.yaml)")
@@ -207,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is kept)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus image")
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns, in focus order")
+    p.add_argument("-o", "--output", required=True, help="output .png, .jpg or .tif")
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--tile", type=int, default=512, help="tile side in pixels (multiple of 64)")
+    p.add_argument("--resources", default="resources")
+    p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
     p.add_argument("images", nargs="+")

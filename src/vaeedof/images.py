@@ -1,32 +1,143 @@
-"""Reading user images: EXIF orientation honoured, grey/palette/RGBA/16-bit brought to float RGB
-in [0, 1], and a one-line error naming the file when it cannot be read."""
+"""Reading and writing user images.
+
+Reading: JPEG/PNG/TIFF (anything Pillow opens), EXIF orientation honoured, grey/palette/RGBA/
+16-bit brought to float RGB in [0, 1] (alpha dropped), the bit depth and ICC profile kept for
+writing. Writing: PNG/TIFF at 8 or 16 bits, JPEG at 8, atomically. Every failure is a one-line
+error naming the file.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import atomic
 from .errors import VaeedofError
+
+READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+WRITE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+@dataclass
+class LoadedImage:
+    pixels: torch.Tensor  # (3, H, W) float32 in [0, 1]
+    bits: int
+    icc_profile: bytes | None
+    path: Path
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return ImageOps.exif_transpose(image)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Pixels at their stored depth (uint8 or uint16), RGB(A) or grey, EXIF orientation not yet
+    applied. OpenCV keeps 16-bit colour, which Pillow reduces to 8 bits."""
+    import cv2
+
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is None:
+        return np.asarray(_open(path).convert("RGB"))  # formats OpenCV lacks; Pillow rotated it
+    if array.ndim == 3:
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]  # BGR(A) -> RGB(A)
+    return array
+
+
+def _orient(array: np.ndarray, image: Image.Image) -> np.ndarray:
+    """Apply the EXIF orientation tag (1-8) to an array decoded without it."""
+    orientation = image.getexif().get(0x0112, 1)
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+           7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
+    return ops[orientation](array) if orientation in ops else array
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    path = Path(path)
+    try:
+        with Image.open(path) as header:  # metadata only: orientation, ICC profile
+            icc = header.info.get("icc_profile")
+            array = _orient(_decode(path), header)
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise VaeedofError(f"{path}: is a folder, not an image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = "empty file" if path.exists() and path.stat().st_size == 0 else str(exc)
+        raise VaeedofError(f"{path}: unreadable or corrupt image ({reason})") from None
+    bits = 16 if array.dtype == np.uint16 else 8
+    scale = 65535.0 if bits == 16 else 255.0
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    array = array[..., :3].astype(np.float32) / scale  # alpha dropped: fusion is of colour
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    return LoadedImage(tensor, bits, icc, path)
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1]."""
+    return load_image(path).pixels
+
+
+def check_output_path(path: str | os.PathLike, inputs: list[Path]) -> Path:
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-    except FileNotFoundError:
-        raise VaeedofError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise VaeedofError(f"{path}: unreadable or corrupt image ({exc})") from None
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float32) / 65535.0
-        array = np.repeat(array[..., None], 3, axis=-1)
+    if path.suffix.lower() not in WRITE_SUFFIXES:
+        raise VaeedofError(f"{path}: unsupported output format (use .png, .jpg or .tif)")
+    if not path.parent.is_dir():
+        raise VaeedofError(f"{path}: output folder {path.parent} does not exist")
+    resolved = path.resolve()
+    if any(resolved == Path(p).resolve() for p in inputs):
+        raise VaeedofError(f"{path}: output path is one of the inputs; refusing to overwrite it")
+    return path
+
+
+def save_image(pixels: torch.Tensor, path: str | os.PathLike, bits: int = 8,
+               icc_profile: bytes | None = None) -> None:
+    """Write (3, H, W) in [0, 1] atomically; 16 bits where the format allows (PNG, TIFF)."""
+    path = Path(path)
+    fmt = WRITE_SUFFIXES[path.suffix.lower()]
+    array = pixels.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    extra = {"icc_profile": icc_profile} if icc_profile else {}
+    if bits == 16 and fmt in ("PNG", "TIFF"):
+        data = (array * 65535 + 0.5).astype(np.uint16)
+        if fmt == "PNG":
+            # Pillow cannot write 16-bit colour PNGs: encoded here, with the ICC profile.
+            _save_png16(data, path, icc_profile)
+        else:
+            import cv2  # 16-bit colour TIFF (OpenCV drops the ICC profile)
+
+            with atomic.atomic_path(path, suffix=path.suffix) as tmp:
+                if not cv2.imwrite(str(tmp), data[..., ::-1]):
+                    raise VaeedofError(f"{path}: could not write 16-bit TIFF")
+        return
     else:
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        image = Image.fromarray((array * 255 + 0.5).astype(np.uint8), mode="RGB")
+        if fmt == "JPEG":
+            extra["quality"] = 95
+    atomic.save_image(image, path, format=fmt, **extra)
+
+
+def _save_png16(data: np.ndarray, path: Path, icc_profile: bytes | None) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(
+            ">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    height, width = data.shape[:2]
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    rows = data.astype(">u2").reshape(height, width * 3)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header)]
+    if icc_profile:
+        parts.append(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    parts += [chunk(b"IDAT", zlib.compress(raw, 6)), chunk(b"IEND", b"")]
+    atomic.write_bytes(path, b"".join(parts))

@@ -1,0 +1,69 @@
+"""The user-facing fusion path: `vaeedof fuse` and `vaeedof.fusion.fuse(images)`."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import VaeedofError
+from .images import READ_SUFFIXES, check_output_path, load_image, save_image
+from .logs import get_logger
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given; folders as their images (sorted by name); glob patterns expanded."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in READ_SUFFIXES)
+            if not found:
+                raise VaeedofError(f"{path}: folder holds no images")
+            paths += found
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise VaeedofError(f"{item}: pattern matches no file")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(path)
+    if not paths:
+        raise VaeedofError("no input images")
+    return paths
+
+
+def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fusion_ema.safetensors",
+         device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
+         mirrors: list[str] | None = None) -> torch.Tensor:
+    """Fuse same-size (3, H, W) images in [0, 1] (any number) into one (3, H, W) image."""
+    from .infer import load_fuser
+
+    if not images:
+        raise VaeedofError("no input images")
+    sizes = {tuple(image.shape) for image in images}
+    if len(sizes) > 1:
+        raise VaeedofError(f"input sizes differ: {sorted(sizes)}")
+    return load_fuser(checkpoint, device, tile, resources_dir, mirrors).fuse(list(images))
+
+
+def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | os.PathLike,
+               device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
+               mirrors: list[str] | None = None) -> Path:
+    """Read, check, fuse and write atomically; 16-bit output when the first input is 16-bit and
+    the format allows; the first input's ICC profile is kept."""
+    output = check_output_path(output, inputs)
+    loaded = [load_image(path) for path in inputs]
+    sizes = {(im.pixels.shape[2], im.pixels.shape[1]) for im in loaded}
+    if len(sizes) > 1:
+        listing = ", ".join(f"{im.path.name} {im.pixels.shape[2]}x{im.pixels.shape[1]}" for im in loaded)
+        raise VaeedofError(f"input sizes differ: {listing}")
+    if len(loaded) == 1:
+        get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", inputs[0])
+    fused = fuse([im.pixels for im in loaded], checkpoint, device, tile, resources_dir, mirrors)
+    first = loaded[0]
+    save_image(fused, output, bits=first.bits, icc_profile=first.icc_profile)
+    get_logger().info("fused %d images into %s", len(loaded), output)
+    return Path(output)

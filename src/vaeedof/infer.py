@@ -1,0 +1,149 @@
+"""Fusing images of any size and any number: overlapping tiles blended with a gradient alpha
+mask (the paper's Figure 3), and hierarchical fusion for stacks larger than the network's input.
+
+Tiles are `tile` pixels (a multiple of 64, so the VAE's 8x and the U-Net's 8x reductions divide
+it) overlapping by tile/4. Each tile's inputs are encoded, fused and decoded; the decoded tiles
+are accumulated with weights that ramp linearly across the overlap and normalised, so no seam
+shows. Inputs stay at their stored precision; only one batch of tiles is in float at a time.
+
+More inputs than `max_inputs` (real focus stacks have 10-50 frames): the stack, in focus order,
+is split into consecutive groups of at most `max_inputs`, each group is fused, and the group
+results are fused again, recursively. Neighbouring frames share most of their sharp regions, so
+each group result keeps the sharp content of its depth range.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import VaeedofError
+from .logs import progress
+from .model import FusionUNet, fill_inputs
+
+TILE_MULTIPLE = 64
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins covering [0, length): stride tile - overlap, the last flush with the end."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    starts = [min(i * stride, length - tile) for i in range(count)]
+    return sorted(set(starts))
+
+
+def ramp(tile: int, overlap: int) -> torch.Tensor:
+    """1D weights: linear from ~0 to 1 over the overlap at both ends, never zero."""
+    x = torch.arange(tile, dtype=torch.float32) + 0.5
+    return torch.clamp(torch.minimum(x, tile - x) / max(overlap, 1), max=1.0)
+
+
+def group_stack(count: int, max_inputs: int) -> list[list[int]]:
+    """Consecutive, near-equal groups of at most max_inputs frame indices."""
+    groups = math.ceil(count / max_inputs)
+    bounds = [round(i * count / groups) for i in range(groups + 1)]
+    return [list(range(bounds[i], bounds[i + 1])) for i in range(groups)]
+
+
+class Fuser:
+    """The frozen VAE + the (EMA) Fusion U-Net, applied tile by tile."""
+
+    def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
+                 tile: int | None = 512, batch_tiles: int = 4):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.vae = vae.to(self.device).eval()
+        self.tile = tile
+        self.batch_tiles = batch_tiles
+        if tile is not None and (tile % TILE_MULTIPLE or tile < TILE_MULTIPLE):
+            raise VaeedofError(f"tile {tile}: must be a positive multiple of {TILE_MULTIPLE}")
+
+    @torch.no_grad()
+    def fuse_tiles(self, stack: list[torch.Tensor]) -> torch.Tensor:
+        """(3, H, W) tensors in [0, 1], at most max_inputs of them -> fused (3, H, W)."""
+        height, width = stack[0].shape[-2:]
+        # Pad to a multiple of 64 (the VAE and U-Net reductions) and to at least one tile;
+        # without tiling the whole padded image is one tile.
+        full_h, full_w = (max(self.tile or 0, math.ceil(side / TILE_MULTIPLE) * TILE_MULTIPLE)
+                          for side in (height, width))
+        tile_h, tile_w = (self.tile, self.tile) if self.tile else (full_h, full_w)
+        images = torch.stack(stack)
+        if (full_h, full_w) != (height, width):
+            mode = "reflect" if min(height, width) > max(full_h - height, full_w - width) else "replicate"
+            images = torch.nn.functional.pad(images, (0, full_w - width, 0, full_h - height), mode=mode)
+        overlap_h, overlap_w = tile_h // 4, tile_w // 4
+        weight_y, weight_x = ramp(tile_h, overlap_h), ramp(tile_w, overlap_w)
+        weight = (weight_y[:, None] * weight_x[None, :])
+        out = torch.zeros(3, full_h, full_w)
+        total = torch.zeros(full_h, full_w)
+        origins = [(y, x) for y in tile_starts(full_h, tile_h, overlap_h)
+                   for x in tile_starts(full_w, tile_w, overlap_w)]
+        bar = progress(total=len(origins), desc="tiles", leave=False)
+        for first in range(0, len(origins), self.batch_tiles):
+            batch = origins[first:first + self.batch_tiles]
+            crops = torch.stack([images[:, :, y:y + tile_h, x:x + tile_w] for y, x in batch])
+            fused = self._fuse_batch(crops.to(self.device)).float().cpu()
+            for (y, x), result in zip(batch, fused, strict=True):
+                out[:, y:y + tile_h, x:x + tile_w] += result * weight
+                total[y:y + tile_h, x:x + tile_w] += weight
+            bar.update(len(batch))
+        bar.close()
+        return (out / total)[:, :height, :width]
+
+    def _fuse_batch(self, crops: torch.Tensor) -> torch.Tensor:
+        """(B, n, 3, T, T) -> (B, 3, T, T)."""
+        b, n = crops.shape[:2]
+        latents = self.vae.encode(crops.flatten(0, 1))
+        latents = latents.view(b, n, *latents.shape[1:])
+        fused = self.model(fill_inputs(latents, self.model.max_inputs))
+        return self.vae.decode(fused)
+
+    def fuse(self, stack: list[torch.Tensor]) -> torch.Tensor:
+        """Any number of same-size images -> one; hierarchical beyond max_inputs."""
+        if not stack:
+            raise VaeedofError("no input images")
+        limit = self.model.max_inputs
+        while len(stack) > limit:
+            stack = [self.fuse_tiles([stack[i] for i in group]) for group in group_stack(len(stack), limit)]
+        return self.fuse_tiles(stack)
+
+
+def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | None = 512,
+               resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None) -> Fuser:
+    """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .vae import load_vae
+
+    weights = Path(checkpoint)
+    info_path = weights.with_suffix(".json")
+    if not weights.exists():
+        raise VaeedofError(f"{weights}: no trained model (train one with `snakemake --cores all`, "
+                           "or pass --checkpoint)")
+    try:
+        info = json.loads(info_path.read_text())
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise VaeedofError(f"{info_path}: missing (exported beside the weights by `vaeedof train`)") from None
+    except (json.JSONDecodeError, SafetensorError, OSError) as exc:
+        raise VaeedofError(f"{weights}: not a fusion checkpoint ({exc})") from None
+    model = FusionUNet(info["latent_channels"], info["max_inputs"], tuple(info["widths"]),
+                       info["attention_heads"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise VaeedofError(f"{weights}: does not match its JSON ({str(exc).splitlines()[0]})") from None
+    vae = load_vae(info["vae"], resources_dir, mirrors)
+    if vae.checksums != info["vae_checksums"]:
+        raise VaeedofError(f"{weights}: trained with other {info['vae']} weights than the ones found")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else (
+            "mps" if torch.backends.mps.is_available() else "cpu")
+    return Fuser(model, vae, device, tile)
