@@ -38,7 +38,7 @@ class _MeanFuser(Fuser):
     """The blending machinery with an exact stand-in for the networks: fused = mean of inputs."""
 
     def __init__(self, tile):
-        self.device, self.tile, self.batch_tiles = torch.device("cpu"), tile, 3
+        self.device, self.tile, self.batch_tiles, self.vae_batch = torch.device("cpu"), tile, 3, 2
         self.model = type("M", (), {"max_inputs": 7})()
 
     def _fuse_batch(self, crops):

@@ -55,12 +55,15 @@ class Fuser:
     """The frozen VAE + the (EMA) Fusion U-Net, applied tile by tile."""
 
     def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
-                 tile: int | None = 512, batch_tiles: int = 4):
+                 tile: int | None = 512, batch_tiles: int | None = None):
         self.device = torch.device(device)
+        # GPUs take batches of tiles; on a CPU, batching only costs memory.
+        on_cpu = self.device.type == "cpu"
+        self.batch_tiles = batch_tiles or (1 if on_cpu else 8)
+        self.vae_batch = 2 if on_cpu else 16
         self.model = model.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
         self.tile = tile
-        self.batch_tiles = batch_tiles
         if tile is not None and (tile % TILE_MULTIPLE or tile < TILE_MULTIPLE):
             raise VaeedofError(f"tile {tile}: must be a positive multiple of {TILE_MULTIPLE}")
 
@@ -73,10 +76,11 @@ class Fuser:
         full_h, full_w = (max(self.tile or 0, math.ceil(side / TILE_MULTIPLE) * TILE_MULTIPLE)
                           for side in (height, width))
         tile_h, tile_w = (self.tile, self.tile) if self.tile else (full_h, full_w)
-        images = torch.stack(stack)
+        images = stack  # a list: no stacked copy of all full-size inputs
         if (full_h, full_w) != (height, width):
             mode = "reflect" if min(height, width) > max(full_h - height, full_w - width) else "replicate"
-            images = torch.nn.functional.pad(images, (0, full_w - width, 0, full_h - height), mode=mode)
+            images = [torch.nn.functional.pad(image[None], (0, full_w - width, 0, full_h - height),
+                                              mode=mode)[0] for image in stack]
         overlap_h, overlap_w = tile_h // 4, tile_w // 4
         weight_y, weight_x = ramp(tile_h, overlap_h), ramp(tile_w, overlap_w)
         weight = (weight_y[:, None] * weight_x[None, :])
@@ -87,7 +91,8 @@ class Fuser:
         bar = progress(total=len(origins), desc="tiles", leave=False)
         for first in range(0, len(origins), self.batch_tiles):
             batch = origins[first:first + self.batch_tiles]
-            crops = torch.stack([images[:, :, y:y + tile_h, x:x + tile_w] for y, x in batch])
+            crops = torch.stack([torch.stack([image[:, y:y + tile_h, x:x + tile_w] for image in images])
+                                 for y, x in batch])
             fused = self._fuse_batch(crops.to(self.device)).float().cpu()
             for (y, x), result in zip(batch, fused, strict=True):
                 out[:, y:y + tile_h, x:x + tile_w] += result * weight
@@ -97,12 +102,16 @@ class Fuser:
         return (out / total)[:, :height, :width]
 
     def _fuse_batch(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, n, 3, T, T) -> (B, 3, T, T)."""
+        """(B, n, 3, T, T) -> (B, 3, T, T). The VAE runs a few images at a time: its full-
+        resolution activations (64 channels per pixel) dominate memory."""
         b, n = crops.shape[:2]
-        latents = self.vae.encode(crops.flatten(0, 1))
+        flat = crops.flatten(0, 1)
+        latents = torch.cat([self.vae.encode(flat[i:i + self.vae_batch])
+                             for i in range(0, len(flat), self.vae_batch)])
         latents = latents.view(b, n, *latents.shape[1:])
         fused = self.model(fill_inputs(latents, self.model.max_inputs))
-        return self.vae.decode(fused)
+        return torch.cat([self.vae.decode(fused[i:i + self.vae_batch])
+                          for i in range(0, b, self.vae_batch)])
 
     def fuse(self, stack: list[torch.Tensor]) -> torch.Tensor:
         """Any number of same-size images -> one; hierarchical beyond max_inputs."""
