@@ -132,7 +132,7 @@ def test_fuse_real_pair_tiled_matches_whole(tmp_path, monkeypatch):
 
 
 @needs_mirror
-def test_fuse_command_writes_16_bit_with_profile(tmp_path, monkeypatch):
+def test_fuse_command_writes_16_bit_with_profile(tmp_path, monkeypatch, capsys):
     from safetensors.torch import save_file
 
     from vaeedof.images import load_image
@@ -153,6 +153,7 @@ def test_fuse_command_writes_16_bit_with_profile(tmp_path, monkeypatch):
         cv2.imwrite(str(tmp_path / name), sixteen[..., ::-1])
     monkeypatch.chdir(tmp_path)
     assert main(["fuse", "a.png", "b.png", "-o", "fused.png", "--checkpoint", "m.safetensors",
-                 "--tile", "64"]) == 0
+                 "--tile", "64", "--vae-check-db", "99"]) == 0
+    assert "a.png: the VAE reconstructs this input at" in capsys.readouterr().err
     out = load_image(tmp_path / "fused.png")
     assert out.bits == 16 and out.pixels.shape == (3, 96, 128)

@@ -153,7 +153,8 @@ def cmd_fuse(args) -> None:
     inputs = expand_inputs(args.images)
     params = params_mod.load(args.params) if Path(args.params).exists() else None
     mirrors = params["assets"]["mirrors"] if params else []
-    fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile, args.resources, mirrors)
+    fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile, args.resources, mirrors,
+               None if args.no_vae_check else args.vae_check_db)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels (multiple of 64)")
     p.add_argument("--resources", default="resources")
+    p.add_argument("--vae-check-db", type=float, default=27.0,
+                   help="warn about inputs the VAE reconstructs below this PSNR")
+    p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")

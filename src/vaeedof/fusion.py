@@ -49,9 +49,30 @@ def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fus
     return load_fuser(checkpoint, device, tile, resources_dir, mirrors).fuse(list(images))
 
 
+def warn_poor_reconstructions(fuser, loaded, threshold_db: float) -> list[float]:
+    """The paper's deployment safeguard: inputs the frozen VAE reconstructs badly (unusual
+    content, noise) limit what fusion through it can reach; say so per input."""
+    from .vae import psnr
+
+    scores = []
+    with torch.no_grad():
+        for image in loaded:
+            pixels = image.pixels[None].to(fuser.device)
+            # Whole image when small; else a centred 512 px window stands for it.
+            _, _, h, w = pixels.shape
+            top, left = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
+            window = pixels[..., top:top + 512, left:left + 512]
+            value = psnr(fuser.vae.reconstruct(window), window)
+            scores.append(value)
+            if value < threshold_db:
+                get_logger().warning("%s: the VAE reconstructs this input at %.1f dB (< %.1f): "
+                                     "fused detail will be limited", image.path, value, threshold_db)
+    return scores
+
+
 def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | os.PathLike,
                device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
-               mirrors: list[str] | None = None) -> Path:
+               mirrors: list[str] | None = None, vae_check_db: float | None = None) -> Path:
     """Read, check, fuse and write atomically; 16-bit output when the first input is 16-bit and
     the format allows; the first input's ICC profile is kept."""
     output = check_output_path(output, inputs)
@@ -62,7 +83,12 @@ def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | 
         raise VaeedofError(f"input sizes differ: {listing}")
     if len(loaded) == 1:
         get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", inputs[0])
-    fused = fuse([im.pixels for im in loaded], checkpoint, device, tile, resources_dir, mirrors)
+    from .infer import load_fuser
+
+    fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors)
+    if vae_check_db is not None:
+        warn_poor_reconstructions(fuser, loaded, vae_check_db)
+    fused = fuser.fuse([im.pixels for im in loaded])
     first = loaded[0]
     save_image(fused, output, bits=first.bits, icc_profile=first.icc_profile)
     get_logger().info("fused %d images into %s", len(loaded), output)
