@@ -10,6 +10,7 @@ include: "workflow/rules/assets.smk"
 include: "workflow/rules/scenes.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -157,6 +157,27 @@ def cmd_fuse(args) -> None:
                None if args.no_vae_check else args.vae_check_db)
 
 
+def cmd_infer(args) -> None:
+    from .evaluate import infer
+    from .infer import load_fuser
+
+    params = _load_params(args)
+    fuser = load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
+                       params["assets"]["mirrors"])
+    infer(args.data, args.out, fuser)
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import checkpoint_info, evaluate
+    from .tracking import log_evaluation
+
+    params = _load_params(args)
+    info = checkpoint_info(args.checkpoint)
+    summary = evaluate(args.data, args.fused, args.reports, info)
+    log_evaluation(summary, params, Path(args.reports))
+    print((Path(args.reports) / "table.md").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameter file (params.yaml)")
@@ -229,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
     p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
+    p.add_argument("--data", default="data/mattingmfif/test")
+    p.add_argument("--out", default="data/fused")
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--resources", default="resources")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("evaluate", help="score the fused test scenes against the ground truth")
+    p.add_argument("--data", default="data/mattingmfif/test")
+    p.add_argument("--fused", default="data/fused")
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
     p.add_argument("images", nargs="+")

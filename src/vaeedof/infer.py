@@ -71,11 +71,10 @@ class Fuser:
     def fuse_tiles(self, stack: list[torch.Tensor]) -> torch.Tensor:
         """(3, H, W) tensors in [0, 1], at most max_inputs of them -> fused (3, H, W)."""
         height, width = stack[0].shape[-2:]
-        # Pad to a multiple of 64 (the VAE and U-Net reductions) and to at least one tile;
-        # without tiling the whole padded image is one tile.
-        full_h, full_w = (max(self.tile or 0, math.ceil(side / TILE_MULTIPLE) * TILE_MULTIPLE)
-                          for side in (height, width))
-        tile_h, tile_w = (self.tile, self.tile) if self.tile else (full_h, full_w)
+        # Pad to a multiple of 64 (the VAE and U-Net reductions); a side shorter than the tile
+        # is one tile of its own padded length (without tiling, the whole image is one tile).
+        full_h, full_w = (math.ceil(side / TILE_MULTIPLE) * TILE_MULTIPLE for side in (height, width))
+        tile_h, tile_w = (min(self.tile or full_h, full_h), min(self.tile or full_w, full_w))
         images = stack  # a list: no stacked copy of all full-size inputs
         if (full_h, full_w) != (height, width):
             mode = "reflect" if min(height, width) > max(full_h - height, full_w - width) else "replicate"

@@ -64,6 +64,7 @@ DEFAULTS: dict = {
         "augment": True,
         "input_subset_probability": 0.5,
     },
+    "infer": {"tile": 512},
     "render": {
         "crop": None,
         "gt_samples": None,

@@ -88,3 +88,26 @@ class Tracker:
 
             self.flush()
             mlflow.end_run(status)
+
+
+def log_evaluation(summary: dict, params: dict, reports_dir: Path) -> str | None:
+    """One MLflow run per evaluation, tagged with the training run it evaluates."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    checkpoint = summary.get("checkpoint", {})
+    tags = {"git_commit": git_commit(), "kind": "evaluation",
+            "checkpoint_sha256": checkpoint.get("sha256", ""),
+            "mlflow.parentRunId": checkpoint.get("mlflow_run_id") or ""}
+    if not tags["mlflow.parentRunId"]:
+        del tags["mlflow.parentRunId"]
+    with mlflow.start_run(run_name="evaluate", tags=tags) as run:
+        mlflow.log_params(flatten({"infer": params.get("infer", {}), "vae": params["vae"]}))
+        metrics = {f"{method}.{name}".replace("-", "_"): value
+                   for method, scores in summary["methods"].items() for name, value in scores.items()}
+        mlflow.log_metrics(metrics)
+        for name in ("metrics.json", "table.md", "per_image.csv"):
+            if (reports_dir / name).exists():
+                mlflow.log_artifact(str(reports_dir / name))
+        return run.info.run_id

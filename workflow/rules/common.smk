@@ -59,4 +59,4 @@ def dataset_outputs():
 
 
 def all_outputs():
-    return dataset_outputs() + [rules.train.output.weights]
+    return dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table]

@@ -1,0 +1,88 @@
+"""Baselines, metrics and the evaluation report on small synthetic test scenes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaeedof.baselines import laplacian_pyramid_fusion, mean_fusion
+from vaeedof.evaluate import evaluate, infer, table_markdown
+from vaeedof.infer import Fuser
+from vaeedof.metrics import METRICS, MetricSuite
+from vaeedof.model import FusionUNet
+
+from .synthetic import random_vae
+
+
+def _pair(size=128, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    sharp = torch.rand(3, size, size, generator=gen)
+    blurred = torch.nn.functional.avg_pool2d(sharp[None], 9, 1, 4, count_include_pad=False)[0]
+    a, b = sharp.clone(), sharp.clone()
+    a[:, :, : size // 2] = blurred[:, :, : size // 2]
+    b[:, :, size // 2:] = blurred[:, :, size // 2:]
+    return [a, b], sharp
+
+
+def test_laplacian_fusion_beats_the_mean():
+    inputs, gt = _pair()
+    lap_err = (laplacian_pyramid_fusion(inputs) - gt).abs().mean()
+    mean_err = (mean_fusion(inputs) - gt).abs().mean()
+    assert lap_err < mean_err / 2
+
+
+def test_metric_suite_values_and_unavailable_reasons():
+    suite = MetricSuite()
+    inputs, gt = _pair(192)
+    perfect, worse = suite(gt, gt), suite(mean_fusion(inputs), gt)
+    assert set(perfect) == set(METRICS)
+    assert perfect["MSE"] == 0 and worse["MSE"] > 0
+    assert worse["PSNR"] < 40 and perfect["SSIM"] == pytest.approx(1.0, abs=1e-4)
+    assert perfect["MS-SSIM"] is not None  # 192 px is enough for the multi-scale metrics
+    for name in ("LPIPS", "DISTS", "PieAPP"):  # weights are never downloaded here
+        if name in suite.unavailable:
+            assert perfect[name] is None and "no download" in suite.unavailable[name]
+    assert "MS-SSIM" in suite.size_reasons(128)
+
+
+def test_table_marks_the_best_and_lists_unavailable():
+    summary = {"methods": {"a": {"PSNR": 30.0, "MSE": 0.002}, "b": {"PSNR": 25.0, "MSE": 0.001}},
+               "unavailable": {"LPIPS": "weights not on this machine"}, "scenes": 2}
+    summary["unavailable"].update({n: "x" for n in METRICS if n not in ("PSNR", "MSE", "LPIPS")})
+    table = table_markdown(summary)
+    assert "**30.00**" in table and "| 25.00 |" in table
+    assert "**0.0010**" in table and "LPIPS: unavailable, weights not on this machine" in table
+
+
+def test_infer_and_evaluate_end_to_end(tmp_path, monkeypatch):
+    data = tmp_path / "test"
+    for index in range(2):
+        scene = data / f"test_{index:05d}"
+        scene.mkdir(parents=True)
+        inputs, gt = _pair(128, index)
+        for name, image in [(f"focus_{k}.png", im) for k, im in enumerate(inputs)] + [("gt.png", gt)]:
+            Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(scene / name)
+        (scene / "scene.json").write_text(json.dumps({"focus_order": [0, 1]}))
+    fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
+    manifest = infer(data, tmp_path / "fused", fuser)
+    assert set(manifest["methods"]) >= {"vaeedof", "mean", "laplacian", "vae_ceiling"}
+    assert (tmp_path / "fused/laplacian/test_00001.png").exists()
+    summary = evaluate(data, tmp_path / "fused", tmp_path / "reports", {"sha256": "abc"})
+    assert summary["methods"]["laplacian"]["PSNR"] > summary["methods"]["mean"]["PSNR"]
+    assert summary["checkpoint"]["sha256"] == "abc"
+    assert "MS-SSIM" in summary["unavailable"]  # 128 px images
+    csv_lines = (tmp_path / "reports/per_image.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 2 * len(manifest["methods"])
+    assert "| laplacian |" in (tmp_path / "reports/table.md").read_text()
+    from vaeedof.tracking import log_evaluation
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    run_id = log_evaluation(summary, {"vae": {"name": "taef2"}, "infer": {"tile": 64}}, tmp_path / "reports")
+    import mlflow
+
+    run = mlflow.tracking.MlflowClient(uri).get_run(run_id)
+    assert run.data.metrics["laplacian.PSNR"] == pytest.approx(summary["methods"]["laplacian"]["PSNR"])
+    assert run.data.tags["kind"] == "evaluation"

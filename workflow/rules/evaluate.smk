@@ -1,0 +1,41 @@
+rule infer:
+    input:
+        weights=rules.train.output.weights,
+        info=rules.train.output.info,
+        scenes=scene_outputs("test"),
+    output:
+        directory("data/fused"),
+    params:
+        infer=config["infer"],
+    log:
+        "logs/infer/infer.log",
+    benchmark:
+        "benchmarks/infer/infer.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=0,
+    shell:
+        "{VAEEDOF} infer --data data/mattingmfif/test --out {output} --checkpoint {input.weights} 2>> {log}"
+
+
+rule evaluate:
+    input:
+        fused=rules.infer.output,
+        weights=rules.train.output.weights,
+    output:
+        metrics="reports/metrics.json",
+        table="reports/table.md",
+        per_image="reports/per_image.csv",
+    log:
+        "logs/evaluate/evaluate.log",
+    benchmark:
+        "benchmarks/evaluate/evaluate.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "{VAEEDOF} evaluate --data data/mattingmfif/test --fused {input.fused} --reports reports "
+        "--checkpoint {input.weights} > /dev/null 2>> {log}"
