@@ -33,6 +33,14 @@ def test_laplacian_fusion_beats_the_mean():
     assert lap_err < mean_err / 2
 
 
+@pytest.mark.skipif(not __import__("shutil").which("enfuse"), reason="enfuse not installed")
+def test_enfuse_baseline_focus_stacks():
+    from vaeedof.baselines import enfuse_fusion
+
+    inputs, gt = _pair()
+    assert (enfuse_fusion(inputs) - gt).abs().mean() < (mean_fusion(inputs) - gt).abs().mean() / 4
+
+
 def test_metric_suite_values_and_unavailable_reasons():
     suite = MetricSuite()
     inputs, gt = _pair(192)
