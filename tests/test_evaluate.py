@@ -94,3 +94,36 @@ def test_infer_and_evaluate_end_to_end(tmp_path, monkeypatch):
     run = mlflow.tracking.MlflowClient(uri).get_run(run_id)
     assert run.data.metrics["laplacian.PSNR"] == pytest.approx(summary["methods"]["laplacian"]["PSNR"])
     assert run.data.tags["kind"] == "evaluation"
+
+
+def test_difficulty_throughput_and_sheets(tmp_path):
+    from vaeedof import analysis
+
+    data = tmp_path / "test"
+    for index in range(2):
+        scene = data / f"test_{index:05d}"
+        scene.mkdir(parents=True)
+        inputs, gt = _pair(64, index)
+        # Noise growing down the image: patches differ in how good their best input is.
+        ramp = torch.linspace(0, 0.2, 64).view(1, 64, 1)
+        inputs = [(im + ramp * torch.randn(im.shape, generator=torch.Generator().manual_seed(k))).clamp(0, 1)
+                  for k, im in enumerate(inputs)]
+        for name, image in [(f"focus_{k}.png", im) for k, im in enumerate(inputs)] + [("gt.png", gt)]:
+            Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(scene / name)
+        (scene / "scene.json").write_text(json.dumps({"focus_order": [0, 1]}))
+    fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
+    methods = infer(data, tmp_path / "fused", fuser)["methods"]
+    rows = analysis.difficulty_table(data, tmp_path / "fused", patch=16, bins=3)
+    assert {r["bin"] for r in rows} == {0, 1, 2}
+    # Quantile bins: every bin holds patches; difficulty grows with the bin.
+    by_bin = {r["bin"]: r["difficulty"] for r in rows}
+    assert by_bin[0] < by_bin[1] < by_bin[2]
+    assert sum(r["patches"] for r in rows if r["method"] == "mean") == 2 * 16
+    analysis.write_csv(rows, tmp_path / "difficulty.csv")
+    analysis.plot(rows, "difficulty", "psnr", tmp_path / "difficulty.png", "t", size_key="patches")
+    assert Image.open(tmp_path / "difficulty.png").size[0] > 100
+    speed = analysis.throughput_table(fuser, size=64, counts=[2, 3])
+    assert {(r["inputs"], r["method"]) for r in speed} >= {(2, "vaeedof"), (3, "mean")}
+    assert all(r["images_per_s"] > 0 for r in speed)
+    analysis.methods_sheet(data, tmp_path / "fused", tmp_path / "sheet.png", scenes=2, tile=32)
+    assert Image.open(tmp_path / "sheet.png").size == (32 * (2 + len(methods) + 1), 2 * (32 + 14))

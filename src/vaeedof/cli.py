@@ -168,14 +168,36 @@ def cmd_infer(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    from . import analysis
     from .evaluate import checkpoint_info, evaluate
     from .tracking import log_evaluation
 
     params = _load_params(args)
+    cfg, reports = params["evaluate"], Path(args.reports)
     info = checkpoint_info(args.checkpoint)
-    summary = evaluate(args.data, args.fused, args.reports, info)
-    log_evaluation(summary, params, Path(args.reports))
-    print((Path(args.reports) / "table.md").read_text())
+    summary = evaluate(args.data, args.fused, reports, info)
+    rows = analysis.difficulty_table(args.data, args.fused, cfg["difficulty_patch"], cfg["difficulty_bins"])
+    analysis.write_csv(rows, reports / "difficulty.csv")
+    analysis.plot(rows, "difficulty", "psnr", reports / "difficulty.png",
+                  "PSNR per difficulty bin (point size: patches)", size_key="patches")
+    analysis.methods_sheet(args.data, args.fused, reports / "contact_sheet_methods.png",
+                           cfg["contact_sheet_scenes"])
+    log_evaluation(summary, params, reports)
+    print((reports / "table.md").read_text())
+
+
+def cmd_throughput(args) -> None:
+    from . import analysis
+    from .infer import load_fuser
+
+    params = _load_params(args)
+    cfg, reports = params["evaluate"], Path(args.reports)
+    fuser = load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
+                       params["assets"]["mirrors"])
+    rows = analysis.throughput_table(fuser, cfg["throughput_size"], range(2, 8), cfg["throughput_repeats"])
+    analysis.write_csv(rows, reports / "throughput.csv")
+    analysis.plot(rows, "inputs", "images_per_s", reports / "throughput.png",
+                  f"Fused {cfg['throughput_size']} px images per second ({fuser.device})", log_y=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports")
     p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("throughput", help="fused images per second versus number of inputs")
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--resources", default="resources")
+    p.set_defaults(func=cmd_throughput)
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
     p.add_argument("images", nargs="+")

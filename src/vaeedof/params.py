@@ -65,6 +65,8 @@ DEFAULTS: dict = {
         "input_subset_probability": 0.5,
     },
     "infer": {"tile": 512},
+    "evaluate": {"difficulty_patch": 32, "difficulty_bins": 6, "throughput_size": 512,
+                 "throughput_repeats": 1, "contact_sheet_scenes": 4},
     "render": {
         "crop": None,
         "gt_samples": None,

@@ -59,4 +59,5 @@ def dataset_outputs():
 
 
 def all_outputs():
-    return dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table]
+    return dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table,
+                                rules.throughput.output.table]

@@ -28,6 +28,11 @@ rule evaluate:
         metrics="reports/metrics.json",
         table="reports/table.md",
         per_image="reports/per_image.csv",
+        difficulty="reports/difficulty.csv",
+        difficulty_plot=report("reports/difficulty.png", caption="../report/difficulty.rst"),
+        sheet="reports/contact_sheet_methods.png",
+    params:
+        evaluate=config["evaluate"],
     log:
         "logs/evaluate/evaluate.log",
     benchmark:
@@ -39,3 +44,25 @@ rule evaluate:
     shell:
         "{VAEEDOF} evaluate --data data/mattingmfif/test --fused {input.fused} --reports reports "
         "--checkpoint {input.weights} > /dev/null 2>> {log}"
+
+
+rule throughput:
+    input:
+        weights=rules.train.output.weights,
+    output:
+        table="reports/throughput.csv",
+        plot=report("reports/throughput.png", caption="../report/throughput.rst"),
+    params:
+        size=config["evaluate"]["throughput_size"],
+        repeats=config["evaluate"]["throughput_repeats"],
+    log:
+        "logs/throughput/throughput.log",
+    benchmark:
+        "benchmarks/throughput/throughput.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    shell:
+        "{VAEEDOF} throughput --reports reports --checkpoint {input.weights} 2>> {log}"
