@@ -127,3 +127,24 @@ def test_difficulty_throughput_and_sheets(tmp_path):
     assert all(r["images_per_s"] > 0 for r in speed)
     analysis.methods_sheet(data, tmp_path / "fused", tmp_path / "sheet.png", scenes=2, tile=32)
     assert Image.open(tmp_path / "sheet.png").size == (32 * (2 + len(methods) + 1), 2 * (32 + 14))
+
+
+def test_real_stacks_discovery_and_sheet(tmp_path):
+    from vaeedof import analysis
+    from vaeedof.errors import VaeedofError
+
+    for stack in ("s1", "s2"):
+        folder = tmp_path / "real" / stack
+        folder.mkdir(parents=True)
+        for name in ("A.jpg", "B.jpg"):
+            _write = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+            Image.fromarray(_write).save(folder / name)
+    (tmp_path / "real/s2/notes.txt").write_text("not an image")
+    stacks = analysis.find_stacks([str(tmp_path / "real")], limit=5)
+    assert [[p.name for p in s] for s in stacks] == [["A.jpg", "B.jpg"], ["A.jpg", "B.jpg"]]
+    assert len(analysis.find_stacks([str(tmp_path / "real/s1")], limit=5)) == 1
+    with pytest.raises(VaeedofError, match="not found"):
+        analysis.find_stacks([str(tmp_path / "nope")], limit=5)
+    fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
+    analysis.real_stacks_sheet(stacks, fuser, tmp_path / "sheet.png", tile=32)
+    assert Image.open(tmp_path / "sheet.png").size[1] == 2 * (24 + 14)

@@ -118,3 +118,25 @@ def test_real_weights_served_over_http(served, tmp_path):
                                  kind="vae", sha256=real.sha256, git_blob=real.git_blob)
     path = fetch.resolve(asset, tmp_path / "res", mirrors=[])
     assert git_blob_id(path) == real.git_blob
+
+
+def test_metric_weights_prefetch_installs_into_torch_hub(tmp_path, monkeypatch, capsys):
+    from vaeedof.cli import main
+
+    from .conftest import ROOT
+
+    payload = b"alexnet weights" * 100
+    source = tmp_path / "alexnet-owt-7be5be79.pth"
+    source.write_bytes(payload)
+    monkeypatch.setenv(fetch.MIRROR_ENV, str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    pin = hashlib.sha256(payload).hexdigest()
+    code = main(["--params", str(ROOT / "params.yaml"), "--set", f"assets.pins={{metric/alexnet: {pin}}}",
+                 "assets", "fetch", "metric/alexnet", "--resources", str(tmp_path / "res")])
+    assert code == 0
+    installed = tmp_path / "torch/hub/checkpoints/alexnet-owt-7be5be79.pth"
+    assert installed.read_bytes() == payload
+    # Without a pin it is refused.
+    assert main(["--params", str(ROOT / "params.yaml"), "assets", "fetch", "metric/vgg16",
+                 "--resources", str(tmp_path / "res")]) == 2
+    assert "no pinned checksum" in capsys.readouterr().err

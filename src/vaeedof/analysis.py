@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from . import atomic
 from .baselines import enfuse_available, enfuse_fusion, laplacian_pyramid_fusion, mean_fusion
+from .errors import VaeedofError
 from .evaluate import load_inputs
 from .images import read_image
 
@@ -140,4 +141,56 @@ def methods_sheet(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, pat
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
     for index, row in enumerate(rows):
         sheet.paste(row, (0, index * row.height))
+    atomic.save_image(sheet, path)
+
+
+def find_stacks(folders: list[str], limit: int) -> list[list[Path]]:
+    """Stacks (lists of image files) in the given folders: a folder of images is one stack, a
+    folder of such folders holds several; at most `limit`, in name order."""
+    from .images import READ_SUFFIXES
+
+    def images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
+
+    stacks = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise VaeedofError(f"{folder}: real stack folder not found (evaluate.real_stacks)")
+        direct = images_in(folder)
+        candidates = [direct] if len(direct) >= 2 else [images_in(sub) for sub in sorted(folder.iterdir())
+                                                        if sub.is_dir()]
+        stacks += [c for c in candidates if len(c) >= 2]
+    return stacks[:limit]
+
+
+def real_stacks_sheet(stacks: list[list[Path]], fuser, path: Path, tile: int = 160,
+                      shown_inputs: int = 3) -> None:
+    """Rows: a few inputs | the model and the baselines, for real focus stacks (no GT)."""
+    methods = {"vaeedof": fuser.fuse, "laplacian": laplacian_pyramid_fusion, "mean": mean_fusion}
+    if enfuse_available():
+        methods["enfuse"] = enfuse_fusion
+    rows = []
+    for stack in stacks:
+        images = [read_image(p) for p in stack]
+        if len({tuple(im.shape) for im in images}) > 1:
+            raise VaeedofError(f"{stack[0].parent}: stack images differ in size")
+        with torch.no_grad():
+            results = [(name, fn(images)) for name, fn in methods.items()]
+        picks = np.linspace(0, len(images) - 1, min(shown_inputs, len(images))).round().astype(int)
+        shown = [(stack[i].name, images[i]) for i in picks] + results
+        height = round(tile * images[0].shape[1] / images[0].shape[2])
+        row = Image.new("RGB", (tile * len(shown), height + 14), "white")
+        draw = ImageDraw.Draw(row)
+        for index, (label, image) in enumerate(shown):
+            pil = Image.fromarray((image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+            row.paste(pil.resize((tile, height), Image.Resampling.LANCZOS), (index * tile, 14))
+            draw.text((index * tile + 2, 1), f"{stack[0].parent.name}: {label}"[:26], fill=(0, 0, 0))
+        rows.append(row)
+    if not rows:
+        raise VaeedofError("no real stacks found")
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height
     atomic.save_image(sheet, path)

@@ -35,7 +35,10 @@ def cmd_assets(args) -> None:
         build.build(params, args.resources)
     elif args.action == "fetch":
         for name in args.names:
-            path = fetch.resolve(registry.lookup(name), args.resources, params["assets"]["mirrors"])
+            asset = registry.with_pins(registry.lookup(name), params["assets"]["pins"].get(name))
+            path = fetch.resolve(asset, args.resources, params["assets"]["mirrors"])
+            if asset.kind.startswith("metric:"):
+                path = fetch.install_metric_weights(asset, path)
             print(path)
     elif args.action == "pin":
         for name in args.names:
@@ -186,6 +189,19 @@ def cmd_evaluate(args) -> None:
     print((reports / "table.md").read_text())
 
 
+def cmd_real_sheet(args) -> None:
+    from . import analysis
+    from .infer import load_fuser
+
+    params = _load_params(args)
+    cfg = params["evaluate"]
+    folders = args.stacks or cfg["real_stacks"]
+    stacks = analysis.find_stacks(folders, cfg["real_stacks_max"])
+    fuser = load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
+                       params["assets"]["mirrors"])
+    analysis.real_stacks_sheet(stacks, fuser, Path(args.out))
+
+
 def cmd_throughput(args) -> None:
     from . import analysis
     from .infer import load_fuser
@@ -287,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports")
     p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")
+    p.add_argument("stacks", nargs="*", help="stack folders (default: evaluate.real_stacks)")
+    p.add_argument("--out", default="reports/contact_sheet_real.png")
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--resources", default="resources")
+    p.set_defaults(func=cmd_real_sheet)
 
     p = sub.add_parser("throughput", help="fused images per second versus number of inputs")
     p.add_argument("--reports", default="reports")

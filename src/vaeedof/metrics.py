@@ -29,6 +29,10 @@ _LEARNED = {
 }
 
 
+def torch_hub_dir() -> Path:
+    return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
+
+
 def higher_is_better(name: str) -> bool:
     return METRICS[name][0]
 
@@ -43,12 +47,13 @@ class MetricSuite:
         self.unavailable: dict[str, str] = {}
         self._pyiqa = {name: pyiqa.create_metric(key, device=device, as_loss=False)
                        for name, key in (("PSNR", "psnr"), ("SSIM", "ssim"), ("MS-SSIM", "ms_ssim"))}
-        hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
+        hub = torch_hub_dir()
         for name, (key, files) in _LEARNED.items():
             missing = [f for f in files if not (hub / f).exists()]
             if missing:
                 self.unavailable[name] = (f"weights not on this machine ({', '.join(missing)} under "
-                                          f"{hub}); no download is attempted")
+                                          f"{hub}); no download is attempted (prefetch: vaeedof assets "
+                                          "fetch metric/... on a connected machine)")
                 continue
             try:
                 self._pyiqa[name] = pyiqa.create_metric(key, device=device, as_loss=False)

@@ -16,6 +16,7 @@ from .errors import VaeedofError
 DEFAULTS: dict = {
     "assets": {
         "mirrors": [],
+        "pins": {},
         "procedural": {
             "subjects_train": 24,
             "subjects_test": 8,
@@ -66,7 +67,8 @@ DEFAULTS: dict = {
     },
     "infer": {"tile": 512},
     "evaluate": {"difficulty_patch": 32, "difficulty_bins": 6, "throughput_size": 512,
-                 "throughput_repeats": 1, "contact_sheet_scenes": 4},
+                 "throughput_repeats": 1, "contact_sheet_scenes": 4, "real_stacks": [],
+                 "real_stacks_max": 4},
     "render": {
         "crop": None,
         "gt_samples": None,

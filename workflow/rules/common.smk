@@ -59,5 +59,8 @@ def dataset_outputs():
 
 
 def all_outputs():
-    return dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table,
-                                rules.throughput.output.table]
+    outputs = dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table,
+                                   rules.throughput.output.table]
+    if config["evaluate"]["real_stacks"]:
+        outputs.append("reports/contact_sheet_real.png")
+    return outputs

@@ -66,3 +66,21 @@ rule throughput:
         gpu=0,
     shell:
         "{VAEEDOF} throughput --reports reports --checkpoint {input.weights} 2>> {log}"
+
+
+rule real_sheet:
+    input:
+        weights=rules.train.output.weights,
+    output:
+        report("reports/contact_sheet_real.png", caption="../report/real.rst"),
+    params:
+        stacks=config["evaluate"]["real_stacks"],
+        limit=config["evaluate"]["real_stacks_max"],
+    log:
+        "logs/real_sheet/real_sheet.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{VAEEDOF} real-sheet --out {output} --checkpoint {input.weights} 2>> {log}"

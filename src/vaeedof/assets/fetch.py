@@ -66,7 +66,7 @@ def resolve(asset: RemoteAsset, resources_dir: str | os.PathLike = "resources",
     if not asset.pinned:
         raise VaeedofError(
             f"asset '{asset.name}': no pinned checksum; run `vaeedof assets pin {asset.name}` "
-            "on a connected machine and commit the printed sha256"
+            "on a connected machine and add the printed sha256 under assets.pins in params.yaml"
         )
     log = get_logger()
     downloads = Path(resources_dir) / "downloads"
@@ -114,3 +114,14 @@ def pin(asset: RemoteAsset, resources_dir: str | os.PathLike = "resources") -> s
     dest = Path(resources_dir) / "downloads" / "unverified" / asset.filename
     _download(asset.url, dest)
     return sha256_file(dest)
+
+
+def install_metric_weights(asset: RemoteAsset, path: Path) -> Path:
+    """Copy verified learned-metric weights where pyiqa/torchvision look for them (the torch hub
+    cache), so the evaluation finds them without a download."""
+    from ..metrics import torch_hub_dir
+
+    target = torch_hub_dir() / asset.kind.split(":", 1)[1] / asset.filename
+    with atomic.atomic_path(target) as tmp:
+        shutil.copyfile(path, tmp)
+    return target

@@ -53,6 +53,17 @@ def _polyhaven(slug: str, resolution: str = "1k") -> RemoteAsset:
     )
 
 
+def _metric_weights(name: str, filename: str, url: str, hub_path: str) -> RemoteAsset:
+    # Learned-metric weights (LPIPS, DISTS, PieAPP): fetched on a connected machine, then copied
+    # into the torch hub cache (`vaeedof assets fetch ... --install-metrics`) so a compute node
+    # needs no network. Their publishers give no full checksum: pin before use.
+    return RemoteAsset(name=name, filename=filename, url=url, kind=f"metric:{hub_path}",
+                       license="see the metric's publisher")
+
+
+_TV = "https://download.pytorch.org/models"
+_PYIQA = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main"
+
 REGISTRY: dict[str, RemoteAsset] = {
     asset.name: asset
     for asset in [
@@ -72,6 +83,15 @@ REGISTRY: dict[str, RemoteAsset] = {
         _polyhaven("venice_sunset"),
         _polyhaven("forest_slope"),
         _polyhaven("photo_studio_loft_hall"),
+        _metric_weights("metric/alexnet", "alexnet-owt-7be5be79.pth", f"{_TV}/alexnet-owt-7be5be79.pth",
+                        "checkpoints"),
+        _metric_weights("metric/vgg16", "vgg16-397923af.pth", f"{_TV}/vgg16-397923af.pth", "checkpoints"),
+        _metric_weights("metric/lpips_alex", "LPIPS_v0.1_alex-df73285e.pth",
+                        f"{_PYIQA}/LPIPS_v0.1_alex-df73285e.pth", "pyiqa"),
+        _metric_weights("metric/dists", "DISTS_weights-f5e65c96.pth",
+                        f"{_PYIQA}/DISTS_weights-f5e65c96.pth", "pyiqa"),
+        _metric_weights("metric/pieapp", "PieAPPv0.1-0937b014.pth", f"{_PYIQA}/PieAPPv0.1-0937b014.pth",
+                        "pyiqa"),
     ]
 }
 
