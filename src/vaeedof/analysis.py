@@ -96,7 +96,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def plot(rows: list[dict], x: str, y: str, path: Path, title: str, size_key: str | None = None,
-         log_y: bool = False) -> None:
+         log_y: bool = False, xlabel: str | None = None, ylabel: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,8 +110,8 @@ def plot(rows: list[dict], x: str, y: str, path: Path, title: str, size_key: str
         axes.scatter([p[x] for p in points], [p[y] for p in points], s=sizes, alpha=0.7)
     if log_y:
         axes.set_yscale("log")
-    axes.set_xlabel(x)
-    axes.set_ylabel(y)
+    axes.set_xlabel(xlabel or x)
+    axes.set_ylabel(ylabel or y)
     axes.set_title(title)
     axes.legend(fontsize=8)
     figure.tight_layout()

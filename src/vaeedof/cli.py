@@ -182,7 +182,8 @@ def cmd_evaluate(args) -> None:
     rows = analysis.difficulty_table(args.data, args.fused, cfg["difficulty_patch"], cfg["difficulty_bins"])
     analysis.write_csv(rows, reports / "difficulty.csv")
     analysis.plot(rows, "difficulty", "psnr", reports / "difficulty.png",
-                  "PSNR per difficulty bin (point size: patches)", size_key="patches")
+                  "PSNR per difficulty bin (point size: patches)", size_key="patches",
+                  xlabel="difficulty: 100 - PSNR of the best input patch (dB)", ylabel="PSNR (dB)")
     analysis.methods_sheet(args.data, args.fused, reports / "contact_sheet_methods.png",
                            cfg["contact_sheet_scenes"])
     log_evaluation(summary, params, reports)
@@ -213,7 +214,8 @@ def cmd_throughput(args) -> None:
     rows = analysis.throughput_table(fuser, cfg["throughput_size"], range(2, 8), cfg["throughput_repeats"])
     analysis.write_csv(rows, reports / "throughput.csv")
     analysis.plot(rows, "inputs", "images_per_s", reports / "throughput.png",
-                  f"Fused {cfg['throughput_size']} px images per second ({fuser.device})", log_y=True)
+                  f"Fused {cfg['throughput_size']} px images per second ({fuser.device})", log_y=True,
+                  xlabel="number of inputs", ylabel="fused images per second")
 
 
 def build_parser() -> argparse.ArgumentParser:
