@@ -3,7 +3,7 @@ rule assets:
         index="resources/assets/index.json",
     params:
         seed=config["seed"],
-        assets=config["assets"],
+        assets=asset_params(),
         resolution=config["render"]["resolution"],
     log:
         "logs/assets/assets.log",

@@ -27,6 +27,11 @@ if not EFFECTIVE_PARAMS.exists() or EFFECTIVE_PARAMS.read_text() != _text:
 VAEEDOF = f"vaeedof --params {EFFECTIVE_PARAMS}"
 
 
+def asset_params():
+    """What the generated assets depend on: not where verified downloads come from."""
+    return {k: v for k, v in config["assets"].items() if k not in ("mirrors", "pins")}
+
+
 def scene_sampling_params():
     """What one scene's sampling depends on: not the scene counts."""
     return {k: v for k, v in config["scenes"].items() if k not in SPLITS}

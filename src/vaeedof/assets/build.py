@@ -104,8 +104,9 @@ def check_disjoint(index: dict) -> None:
 
 def _settings(params: dict) -> dict:
     """The parameters the asset index depends on (its fingerprint)."""
-    return {"seed": params["seed"], "assets": params["assets"],
-            "resolution": params["render"]["resolution"]}
+    # Mirrors and pins only say where verified files come from: they do not change the assets.
+    assets = {k: v for k, v in params["assets"].items() if k not in ("mirrors", "pins")}
+    return {"seed": params["seed"], "assets": assets, "resolution": params["render"]["resolution"]}
 
 
 def index_is_current(index_path: Path, params: dict) -> bool:
