@@ -21,7 +21,7 @@ def tiny_params(**scene_overrides) -> dict:
     raw["assets"]["procedural"].update(subjects_train=6, subjects_test=3, backgrounds_train=2,
                                        backgrounds_test=1, hdris=2, subject_size=64, hdri_width=64)
     raw["scenes"].update(train=2, test=1, **scene_overrides)
-    raw["render"].update(resolution=48, crop=None, samples=4)
+    raw["render"].update(resolution=48, crop=None, test_crop=None, samples=4)
     return params_mod.validate(raw)
 
 

@@ -44,7 +44,7 @@ def project(tmp_path_factory):
                                           backgrounds_test=1, hdris=1, subject_size=48,
                                           hdri_width=32)
     params["scenes"].update(train=2, test=1)
-    params["render"].update(resolution=32, crop=None, samples=2, contact_sheet_scenes=2)
+    params["render"].update(resolution=32, crop=None, test_crop=None, samples=2, contact_sheet_scenes=2)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # DVC stages list the package sources as dependencies.
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -71,6 +71,7 @@ DEFAULTS: dict = {
                  "real_stacks_max": 4},
     "render": {
         "crop": None,
+        "test_crop": None,
         "gt_samples": None,
         "denoise": True,
         "device": "CPU",
@@ -124,9 +125,10 @@ def _check_ranges(params: dict, source: str) -> None:
         if low > high:
             raise VaeedofError(f"{source}: key 'scenes.{key}': lower bound {low} > upper {high}")
     render = params["render"]
-    if render["crop"] is not None and render["crop"] > render["resolution"]:
-        raise VaeedofError(f"{source}: key 'render.crop': {render['crop']} exceeds render.resolution "
-                           f"{render['resolution']}")
+    for key in ("crop", "test_crop"):
+        if render[key] is not None and render[key] > render["resolution"]:
+            raise VaeedofError(f"{source}: key 'render.{key}': {render[key]} exceeds render.resolution "
+                               f"{render['resolution']}")
     if scenes["plane_distance_m"][1] >= scenes["background_distance_m"]:
         raise VaeedofError(
             f"{source}: key 'scenes.background_distance_m': must lie behind every subject plane "

@@ -97,7 +97,7 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
         "rotation_deg": 0.0,
     })
     hdri = hdris[int(rng.integers(len(hdris)))]
-    crop = _sample_crop(rng, params["render"], planes, focal, sensor)
+    crop = _sample_crop(rng, params["render"], planes, focal, sensor, split)
     return {
         "format": SCENE_FORMAT,
         "scene_id": f"{split}_{index:05d}",
@@ -124,7 +124,7 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
 
 
 def _sample_crop(rng: np.random.Generator, render: dict, planes: list[dict], focal: float,
-                 sensor: float) -> list[float] | None:
+                 sensor: float, split: str) -> list[float] | None:
     """Normalised [x0, y0, x1, y1] (y from the top) of the rendered window, or None for the
     whole frame. A crop renders `render.crop` pixels of a `render.resolution` frame: defocus
     blur and texture detail keep their full-resolution size in pixels at a fraction of the cost
@@ -132,7 +132,9 @@ def _sample_crop(rng: np.random.Generator, render: dict, planes: list[dict], foc
     random subject (jittered), so a crop holds subjects and not only the background."""
     if not render.get("crop"):
         return None
-    side = render["crop"] / render["resolution"]
+    # The test split may render larger windows: MS-SSIM and IW-SSIM need at least 161 px.
+    pixels = render["test_crop"] if split == "test" and render.get("test_crop") else render["crop"]
+    side = pixels / render["resolution"]
     subject = planes[int(rng.integers(len(planes) - 1))]
     half = view_half_width(subject["distance_m"], focal, sensor)
     # Image coordinates of the subject's centre: x right, y down, in [0, 1].

@@ -33,8 +33,10 @@ def asset_params():
 
 
 def scene_sampling_params():
-    """What one scene's sampling depends on: not the scene counts."""
-    return {k: v for k, v in config["scenes"].items() if k not in SPLITS}
+    """What one scene's sampling depends on: not the scene counts; the render window, yes."""
+    sampling = {k: v for k, v in config["scenes"].items() if k not in SPLITS}
+    sampling["window"] = {k: config["render"][k] for k in ("resolution", "crop", "test_crop")}
+    return sampling
 
 
 def render_params():
