@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from . import atomic
 from .baselines import enfuse_available, enfuse_fusion, laplacian_pyramid_fusion, mean_fusion
+from .contact_sheet import labelled_row, save_rows
 from .errors import VaeedofError
 from .evaluate import load_inputs
 from .images import read_image
@@ -131,17 +132,12 @@ def methods_sheet(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, pat
         images = [(f"input {k}", im) for k, im in enumerate(inputs)]
         images += [(m, read_image(fused_dir / m / f"{scene}.png")) for m in manifest["methods"]]
         images.append(("GT", gt))
-        row = Image.new("RGB", (tile * len(images), tile + 14), "white")
-        draw = ImageDraw.Draw(row)
-        for index, (label, image) in enumerate(images):
-            pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-            row.paste(pil.resize((tile, tile), Image.Resampling.LANCZOS), (index * tile, 14))
-            draw.text((index * tile + 2, 1), label, fill=(0, 0, 0))
-        rows.append(row)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
-    for index, row in enumerate(rows):
-        sheet.paste(row, (0, index * row.height))
-    atomic.save_image(sheet, path)
+        rows.append(labelled_row([(label, _pil(image)) for label, image in images], tile, tile))
+    save_rows(rows, path)
+
+
+def _pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray((image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
 
 
 def find_stacks(folders: list[str], limit: int) -> list[list[Path]]:
@@ -179,18 +175,8 @@ def real_stacks_sheet(stacks: list[list[Path]], fuser, path: Path, tile: int = 1
         picks = np.linspace(0, len(images) - 1, min(shown_inputs, len(images))).round().astype(int)
         shown = [(stack[i].name, images[i]) for i in picks] + results
         height = round(tile * images[0].shape[1] / images[0].shape[2])
-        row = Image.new("RGB", (tile * len(shown), height + 14), "white")
-        draw = ImageDraw.Draw(row)
-        for index, (label, image) in enumerate(shown):
-            pil = Image.fromarray((image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-            row.paste(pil.resize((tile, height), Image.Resampling.LANCZOS), (index * tile, 14))
-            draw.text((index * tile + 2, 1), f"{stack[0].parent.name}: {label}"[:26], fill=(0, 0, 0))
-        rows.append(row)
+        labelled = [(f"{stack[0].parent.name}: {label}"[:26], _pil(image)) for label, image in shown]
+        rows.append(labelled_row(labelled, tile, height))
     if not rows:
         raise VaeedofError("no real stacks found")
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
-    y = 0
-    for row in rows:
-        sheet.paste(row, (0, y))
-        y += row.height
-    atomic.save_image(sheet, path)
+    save_rows(rows, path)

@@ -218,6 +218,13 @@ def cmd_throughput(args) -> None:
                   xlabel="number of inputs", ylabel="fused images per second")
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """Where the trained model and the VAE weights come from, and where it runs."""
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--resources", default="resources")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameter file (params.yaml)")
@@ -282,10 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus image")
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns, in focus order")
     p.add_argument("-o", "--output", required=True, help="output .png, .jpg or .tif")
-    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_model_args(p)
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels (multiple of 64)")
-    p.add_argument("--resources", default="resources")
     p.add_argument("--vae-check-db", type=float, default=27.0,
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
@@ -294,9 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
     p.add_argument("--data", default="data/mattingmfif/test")
     p.add_argument("--out", default="data/fused")
-    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--resources", default="resources")
+    _add_model_args(p)
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("evaluate", help="score the fused test scenes against the ground truth")
@@ -309,16 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")
     p.add_argument("stacks", nargs="*", help="stack folders (default: evaluate.real_stacks)")
     p.add_argument("--out", default="reports/contact_sheet_real.png")
-    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--resources", default="resources")
+    _add_model_args(p)
     p.set_defaults(func=cmd_real_sheet)
 
     p = sub.add_parser("throughput", help="fused images per second versus number of inputs")
     p.add_argument("--reports", default="reports")
-    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--resources", default="resources")
+    _add_model_args(p)
     p.set_defaults(func=cmd_throughput)
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")

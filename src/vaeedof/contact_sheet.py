@@ -31,20 +31,24 @@ def scene_row(scene_dir: Path, tile: int) -> Image.Image:
     tiles.append(Image.fromarray(colorize_index(index)))
     labels = [f"focus {meta['planes'][k]['distance_m']:.1f} m" for k in meta["focus_order"]]
     labels += ["GT (no DOF)", "plane index"]
-    row = Image.new("RGB", (tile * len(tiles), tile + 14), (255, 255, 255))
+    return labelled_row(list(zip(labels, tiles, strict=True)), tile, tile)
+
+
+def labelled_row(items: list[tuple[str, Image.Image]], width: int, height: int) -> Image.Image:
+    """Images side by side, each resized to width x height under a one-line label."""
+    row = Image.new("RGB", (width * len(items), height + 14), (255, 255, 255))
     draw = ImageDraw.Draw(row)
-    for i, (image, label) in enumerate(zip(tiles, labels, strict=True)):
-        row.paste(image.resize((tile, tile), Image.Resampling.LANCZOS), (i * tile, 14))
-        draw.text((i * tile + 2, 1), label, fill=(0, 0, 0))
+    for index, (label, image) in enumerate(items):
+        row.paste(image.resize((width, height), Image.Resampling.LANCZOS), (index * width, 14))
+        draw.text((index * width + 2, 1), label, fill=(0, 0, 0))
     return row
 
 
-def write(scene_dirs: list[Path], dest: str | os.PathLike, tile: int = 128) -> None:
-    """Stack the rows of `scene_dirs` into one PNG (an empty split gives a small note image)."""
-    rows = [scene_row(d, tile) for d in scene_dirs]
+def save_rows(rows: list[Image.Image], dest: str | os.PathLike, empty_note: str = "nothing to show") -> None:
+    """Stack rows into one PNG, atomically (no rows: a small image saying so)."""
     if not rows:
         sheet = Image.new("RGB", (320, 20), (255, 255, 255))
-        ImageDraw.Draw(sheet).text((2, 4), "no scenes in this split", fill=(0, 0, 0))
+        ImageDraw.Draw(sheet).text((2, 4), empty_note, fill=(0, 0, 0))
     else:
         sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
         y = 0
@@ -52,3 +56,7 @@ def write(scene_dirs: list[Path], dest: str | os.PathLike, tile: int = 128) -> N
             sheet.paste(row, (0, y))
             y += row.height
     atomic.save_image(sheet, dest)
+
+
+def write(scene_dirs: list[Path], dest: str | os.PathLike, tile: int = 128) -> None:
+    save_rows([scene_row(d, tile) for d in scene_dirs], dest, "no scenes in this split")
