@@ -55,3 +55,18 @@ def test_too_few_scenes_or_too_large_patches(tmp_path):
     params["patches"].update(size=64)
     with pytest.raises(VaeedofError, match="exceeds the render size"):
         patches.extract(params, tmp_path / "train", tmp_path / "p")
+
+
+def test_missing_rendered_split_is_a_clear_error(tmp_path, capsys):
+    from vaeedof.cli import main
+
+    from .conftest import ROOT
+
+    missing = tmp_path / "nope"
+    with pytest.raises(VaeedofError, match="rendered split not found"):
+        patches.extract(tiny_params(), missing, tmp_path / "p")
+    for command in (["patches", "--data", str(missing), "--out", str(tmp_path / "p")],
+                    ["contact-sheet", "--data", str(missing), "--out", str(tmp_path / "s.png")]):
+        assert main(["--params", str(ROOT / "params.yaml"), *command]) == 2
+        assert "nope: rendered split not found" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "s.png").exists()

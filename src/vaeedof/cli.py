@@ -100,7 +100,9 @@ def cmd_contact_sheet(args) -> None:
 
     params = _load_params(args)
     count = params["render"]["contact_sheet_scenes"]
-    dirs = sorted(p for p in Path(args.data).iterdir() if (p / "scene.json").exists())[:count]
+    from .dataset import rendered_scenes
+
+    dirs = rendered_scenes(args.data)[:count]
     contact_sheet.write(dirs, args.out)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from . import atomic
 from .baselines import enfuse_available, enfuse_fusion, laplacian_pyramid_fusion, mean_fusion
+from .dataset import rendered_scenes
 from .errors import VaeedofError
 from .hashing import sha256_file
 from .images import read_image, save_image
@@ -26,7 +27,7 @@ from .metrics import METRICS, MetricSuite, higher_is_better
 
 
 def test_scenes(data_dir: str | os.PathLike) -> list[Path]:
-    dirs = sorted(p for p in Path(data_dir).iterdir() if (p / "scene.json").exists())
+    dirs = rendered_scenes(data_dir)
     if not dirs:
         raise VaeedofError(f"{data_dir}: no rendered test scenes")
     return dirs

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import atomic
+from .dataset import rendered_scenes
 from .errors import VaeedofError
 from .hashing import sha256_json
 from .logs import get_logger, progress
@@ -74,7 +75,7 @@ class _ShardWriter:
 def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write train/ and val/ shards plus manifest.json under out_dir; return the manifest path."""
     cfg = params["patches"]
-    scene_dirs = sorted(p for p in Path(data_dir).iterdir() if (p / "scene.json").exists())
+    scene_dirs = rendered_scenes(data_dir)
     if len(scene_dirs) <= cfg["val_scenes"]:
         raise VaeedofError(f"{data_dir}: {len(scene_dirs)} train scenes, need more than "
                            f"patches.val_scenes = {cfg['val_scenes']}")

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import yaml
 
+from vaeedof.atomic import write_text
 from vaeedof.errors import VaeedofError
 from vaeedof.params import validate
 from vaeedof.scenes import SPLITS, scene_ids
@@ -21,8 +22,7 @@ config.update(_validated)
 EFFECTIVE_PARAMS = Path(".snakemake/vaeedof/params.yaml")
 _text = yaml.safe_dump(config, sort_keys=True)
 if not EFFECTIVE_PARAMS.exists() or EFFECTIVE_PARAMS.read_text() != _text:
-    EFFECTIVE_PARAMS.parent.mkdir(parents=True, exist_ok=True)
-    EFFECTIVE_PARAMS.write_text(_text)
+    write_text(EFFECTIVE_PARAMS, _text)
 
 VAEEDOF = f"vaeedof --params {EFFECTIVE_PARAMS}"
 
