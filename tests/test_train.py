@@ -137,11 +137,12 @@ def test_torchrun_two_process_ddp(tmp_path, latent_set):
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(copy.deepcopy(params)))
     bin_dir = os.path.dirname(sys.executable)
-    cmd = [os.path.join(bin_dir, "torchrun"), "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
-           "--no-python", os.path.join(bin_dir, "vaeedof"), "--params", str(params_file), "train",
+    # `vaeedof train --nproc 2` re-executes itself under torchrun (what the rule and stage run).
+    cmd = [os.path.join(bin_dir, "vaeedof"), "--params", str(params_file), "train", "--nproc", "2",
            "--latents", str(cache), "--patches", str(patches), "--out", str(tmp_path / "m"),
            "--no-mlflow", "--device", "cpu"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "m/fusion_ema.safetensors").exists()
     assert "step 6/6" in result.stderr
+    assert "training on 2 process(es)" in result.stderr

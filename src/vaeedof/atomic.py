@@ -14,6 +14,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# mkstemp/mkdtemp create private (0600/0700) entries; finished artifacts get the usual modes.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -28,6 +34,8 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
@@ -35,8 +43,12 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 
 def write_bytes(dest: str | os.PathLike, data: bytes) -> None:
+    """Write, flush to disk, then rename: a crash or a full disk leaves the old file or none."""
     with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def write_text(dest: str | os.PathLike, text: str) -> None:
@@ -63,6 +75,7 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        os.chmod(tmp, DIR_MODE)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -121,13 +121,25 @@ def cmd_latents(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .launch import relaunch, resolve_nproc
     from .train import train
     from .vae import load_from_params
 
-    params = _load_params(args)
+    params = _load_params(args)  # checked before spawning processes
+    if args.nproc:
+        relaunch(args.argv, resolve_nproc(args.nproc))
     train(params, args.latents, args.patches, args.out,
           vae_loader=lambda: load_from_params(params, args.resources), device=args.device,
           track=not args.no_mlflow, stop_at=args.stop_at)
+
+
+def cmd_runs(args) -> None:
+    from .runs import DEFAULT_METRICS, recent_runs, table
+
+    runs = recent_runs(args.limit, args.kind, args.tracking_uri)
+    if not runs:
+        raise VaeedofError("no MLflow runs" + (f" of kind {args.kind!r}" if args.kind else ""))
+    print(table(runs, tuple(args.metric) or DEFAULT_METRICS))
 
 
 def cmd_vae_check(args) -> None:
@@ -229,7 +241,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="parameter file (params.yaml)")
+    # Snakemake sets VAEEDOF_PARAMS to the effective parameters (--configfile/--config applied).
+    parser.add_argument("--params", default=params_mod.default_params_path(),
+                        help="parameter file (default: $VAEEDOF_PARAMS, else params.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set render.samples=32")
     parser.add_argument("--log", help="also write the log to this file")
@@ -286,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is kept)")
+    p.add_argument("--nproc", help="processes on this node: a number or 'auto' (GPUs, else 2 on "
+                   "CPU); re-executes under torchrun. Leave out when torchrun already started it")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus image")
@@ -322,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_throughput)
 
+    p = sub.add_parser("runs", help="compare recent MLflow runs: differing params, final metrics")
+    p.add_argument("-n", "--limit", type=int, default=10, help="newest N runs (default 10)")
+    p.add_argument("--kind", choices=["train", "evaluation"], help="only this kind of run")
+    p.add_argument("--metric", action="append", default=[], metavar="PATTERN",
+                   help="metric columns (glob, repeatable; default: loss, val_psnr*, *.PSNR, *.SSIM)")
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///<cwd>/mlflow.db)")
+    p.set_defaults(func=cmd_runs)
+
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
     p.add_argument("images", nargs="+")
     p.add_argument("--resources", default="resources")
@@ -332,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging(args.log, args.verbose)
     try:
         args.func(args)

@@ -169,3 +169,26 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     for part in parts[:-1]:
         tree = tree.setdefault(part, {})
     tree[parts[-1]] = value
+
+
+# Names the parameter file every `vaeedof` command reads by default (Snakemake sets it).
+PARAMS_ENV = "VAEEDOF_PARAMS"
+
+
+def default_params_path() -> str:
+    return os.environ.get(PARAMS_ENV, "params.yaml")
+
+
+def write_effective(params: dict, folder: str | os.PathLike) -> Path:
+    """Write the effective parameters under a content-addressed name and make every child process
+    read them: a second invocation with other parameters never changes what a running one reads."""
+    import hashlib
+
+    from .atomic import write_text
+
+    text = yaml.safe_dump(params, sort_keys=True)
+    path = Path(folder) / f"params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not path.exists():
+        write_text(path, text)
+    os.environ[PARAMS_ENV] = str(path)
+    return path

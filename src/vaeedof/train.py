@@ -171,6 +171,9 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
         raise VaeedofError(f"train.global_batch {cfg['global_batch']} is not divisible by "
                            f"{runtime.world_size} processes")
     batch = cfg["global_batch"] // runtime.world_size
+    if runtime.is_main:
+        get_logger().info("training on %d process(es), device %s, %d samples per process and step",
+                          runtime.world_size, runtime.device.type, batch)
 
     torch.manual_seed(seed)  # identical initial weights on every rank
     model = build_model(params, manifest["latent_channels"]).to(runtime.device)
@@ -197,7 +200,7 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
     run_id = tracker.start(
         run_name=f"train-{ckpt_dir.name}",
         tags={"git_commit": git_commit(), "data_version": manifest["patches"][:12],
-              "vae": manifest["vae"], "world_size": str(runtime.world_size)},
+              "vae": manifest["vae"], "world_size": str(runtime.world_size), "kind": "train"},
         params={k: params[k] for k in ("seed", "patches", "model", "train", "vae")},
         run_id=run_id) or run_id
     if runtime.is_main and state is None and tracker.enabled:

@@ -13,5 +13,8 @@ rule assets:
     resources:
         mem_mb=2000,
         runtime=30,
+        gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} assets build 2>> {log}"
+        "vaeedof assets build 2>> {log}"

@@ -1,11 +1,7 @@
 import sys
-from pathlib import Path
 
-import yaml
-
-from vaeedof.atomic import write_text
 from vaeedof.errors import VaeedofError
-from vaeedof.params import validate
+from vaeedof.params import validate, write_effective
 from vaeedof.scenes import SPLITS, scene_ids
 
 
@@ -17,14 +13,14 @@ except VaeedofError as exc:
 config.clear()
 config.update(_validated)
 
-# The CLI reads the same effective parameters Snakemake uses (--configfile/--config included).
-# Written only when it changes, outside any rule's inputs, so it triggers nothing itself.
-EFFECTIVE_PARAMS = Path(".snakemake/vaeedof/params.yaml")
-_text = yaml.safe_dump(config, sort_keys=True)
-if not EFFECTIVE_PARAMS.exists() or EFFECTIVE_PARAMS.read_text() != _text:
-    write_text(EFFECTIVE_PARAMS, _text)
-
-VAEEDOF = f"vaeedof --params {EFFECTIVE_PARAMS}"
+# The CLI reads the same effective parameters Snakemake uses (--configfile/--config included),
+# through VAEEDOF_PARAMS, which every job inherits (cluster jobs re-parse this file and set it too).
+# The file is named by its content: a second invocation with other parameters (a dry run, a run
+# refused by the directory lock) never changes what a running workflow reads.
+EFFECTIVE_PARAMS = write_effective(config, ".snakemake/vaeedof")
+# The software every rule runs (used with --software-deployment-method conda; setup.sh builds the
+# same environment as a venv).
+ENV = "../envs/vaeedof.yaml"
 
 
 def asset_params():

@@ -4,7 +4,7 @@ rule infer:
         info=rules.train.output.info,
         scenes=scene_outputs("test"),
     output:
-        directory("data/fused"),
+        "data/fused/manifest.json",
     params:
         infer=config["infer"],
     log:
@@ -16,8 +16,10 @@ rule infer:
         mem_mb=6000,
         runtime=240,
         gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} infer --data data/mattingmfif/test --out {output} --checkpoint {input.weights} 2>> {log}"
+        "vaeedof infer --data data/mattingmfif/test --out data/fused --checkpoint {input.weights} 2>> {log}"
 
 
 rule evaluate:
@@ -30,7 +32,7 @@ rule evaluate:
         per_image="reports/per_image.csv",
         difficulty="reports/difficulty.csv",
         difficulty_plot=report("reports/difficulty.png", caption="../report/difficulty.rst"),
-        sheet="reports/contact_sheet_methods.png",
+        sheet=report("reports/contact_sheet_methods.png", caption="../report/methods.rst"),
     params:
         evaluate=config["evaluate"],
     log:
@@ -41,8 +43,11 @@ rule evaluate:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} evaluate --data data/mattingmfif/test --fused {input.fused} --reports reports "
+        "vaeedof evaluate --data data/mattingmfif/test --fused data/fused --reports reports "
         "--checkpoint {input.weights} > /dev/null 2>> {log}"
 
 
@@ -64,8 +69,10 @@ rule throughput:
         mem_mb=4000,
         runtime=60,
         gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} throughput --reports reports --checkpoint {input.weights} 2>> {log}"
+        "vaeedof throughput --reports reports --checkpoint {input.weights} 2>> {log}"
 
 
 rule real_sheet:
@@ -78,9 +85,14 @@ rule real_sheet:
         limit=config["evaluate"]["real_stacks_max"],
     log:
         "logs/real_sheet/real_sheet.log",
+    benchmark:
+        "benchmarks/real_sheet/real_sheet.tsv"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} real-sheet --out {output} --checkpoint {input.weights} 2>> {log}"
+        "vaeedof real-sheet --out {output} --checkpoint {input.weights} 2>> {log}"

@@ -19,8 +19,10 @@ rule render:
         mem_mb=1500,
         runtime=60,
         gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} render --scene {input.scene} --out data/mattingmfif/{wildcards.split}/{wildcards.scene_id} "
+        "vaeedof render --scene {input.scene} --out data/mattingmfif/{wildcards.split}/{wildcards.scene_id} "
         "--threads {threads} --blender-log {log} 2>> {log}"
 
 
@@ -30,7 +32,7 @@ rule contact_sheet:
     params:
         scenes=config["render"]["contact_sheet_scenes"],
     output:
-        "reports/dataset/contact_sheet_{split}.png",
+        report("reports/dataset/contact_sheet_{split}.png", caption="../report/dataset.rst"),
     log:
         "logs/contact_sheet/{split}.log",
     benchmark:
@@ -41,6 +43,9 @@ rule contact_sheet:
     resources:
         mem_mb=1000,
         runtime=10,
+        gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} contact-sheet --data data/mattingmfif/{wildcards.split} "
+        "vaeedof contact-sheet --data data/mattingmfif/{wildcards.split} "
         "--out {output} 2>> {log}"

@@ -13,11 +13,16 @@ rule scenes:
         sampling=scene_sampling_params(),
     log:
         "logs/scenes/{split}/{scene_id}.log",
+    benchmark:
+        "benchmarks/scenes/{split}/{scene_id}.tsv"
     wildcard_constraints:
         split="train|test",
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
+        gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} scenes --assets {input.assets} --out data/scenes --only {wildcards.scene_id} 2>> {log}"
+        "vaeedof scenes --assets {input.assets} --out data/scenes --only {wildcards.scene_id} 2>> {log}"

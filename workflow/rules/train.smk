@@ -2,7 +2,9 @@ rule patches:
     input:
         scenes=scene_outputs("train"),
     output:
-        directory("data/patches"),
+        # Each folder is stood for by its manifest (written last, atomically): small and
+        # checksummed, so DVC re-linking the folder's files (new mtimes) triggers nothing.
+        "data/patches/manifest.json",
     params:
         seed=config["seed"],
         patches=config["patches"],
@@ -14,15 +16,18 @@ rule patches:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} patches --data data/mattingmfif/train --out {output} 2>> {log}"
+        "vaeedof patches --data data/mattingmfif/train --out data/patches 2>> {log}"
 
 
 rule latents:
     input:
         patches=rules.patches.output,
     output:
-        directory("data/latents"),
+        "data/latents/manifest.json",
     params:
         vae=config["vae"],
     log:
@@ -34,8 +39,10 @@ rule latents:
         mem_mb=4000,
         runtime=120,
         gpu=0,
+    conda:
+        ENV
     shell:
-        "{VAEEDOF} latents --patches {input.patches} --out {output} 2>> {log}"
+        "vaeedof latents --patches data/patches --out data/latents 2>> {log}"
 
 
 rule train:
@@ -58,7 +65,9 @@ rule train:
         mem_mb=8000,
         runtime=1440,
         gpu=0,
+        # Processes on the node (torchrun); the profile sets it: 2 on a CPU, one per GPU.
         nproc=1,
+    conda:
+        ENV
     shell:
-        "torchrun --standalone --nnodes 1 --nproc-per-node {resources.nproc} --no-python "
-        "{VAEEDOF} train --latents {input.latents} --patches {input.patches} --out models 2>> {log}"
+        "vaeedof train --nproc {resources.nproc} --latents data/latents --patches data/patches --out models 2>> {log}"

@@ -1,0 +1,122 @@
+"""The whole chain on a fresh copy of the project at the config/ci.yaml scale: Snakemake runs assets
+-> training -> evaluation, a second run does nothing, the report has the plots, DVC agrees (no
+render or training redone), `dvc exp run -S` resumes training, MLflow runs can be compared."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from .conftest import ROOT, SHARED_MIRROR
+from .test_workflow import _planned_rules, _run
+
+pytest.importorskip("bpy")
+MIRROR = os.environ.get("VAEEDOF_ASSET_MIRROR") or str(SHARED_MIRROR)
+pytestmark = [
+    pytest.mark.slow, pytest.mark.blender,
+    pytest.mark.skipif(not os.path.exists(os.path.join(MIRROR, "taef2_encoder.pth")),
+                       reason="no TAEF2 weights in an asset mirror"),
+]
+STAGES = ("assets", "render", "patches", "latents", "train", "infer", "evaluate", "throughput")
+
+
+def _deep_update(tree: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _deep_update(tree[key], value)
+        else:
+            tree[key] = value
+    return tree
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A clean checkout (tracked files only) whose params.yaml is the CI scale, so Snakemake
+    and DVC read the same parameters."""
+    work = tmp_path_factory.mktemp("e2e")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
+                           capture_output=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, work / name)
+    params = _deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                          yaml.safe_load((ROOT / "config/ci.yaml").read_text()))
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    os.environ["VAEEDOF_ASSET_MIRROR"] = MIRROR
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("VAEEDOF_PARAMS", None)
+    _run(["git", "init", "-q"], work)
+    _run(["git", "add", "-A"], work)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"], work)
+    _run(["snakemake", "--cores", "2"], work)
+    return work
+
+
+def _mtimes(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_snakemake_builds_everything_then_nothing(project):
+    for name in ("reports/table.md", "reports/metrics.json", "reports/difficulty.png",
+                 "reports/throughput.png", "reports/contact_sheet_methods.png",
+                 "reports/dataset/contact_sheet_train.png", "models/fusion_ema.safetensors"):
+        assert (project / name).stat().st_size > 0, name
+    for stage in STAGES:
+        assert list((project / "logs" / stage).rglob("*.log")), stage
+        assert list((project / "benchmarks" / stage).rglob("*.tsv")), stage
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert {"vaeedof", "mean", "laplacian", "vae_ceiling"} <= set(metrics["methods"])
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+
+
+def test_report_contains_the_plots(project):
+    _run(["snakemake", "--report", "reports/report.html"], project)
+    html = (project / "reports/report.html").read_text(errors="replace")
+    for plot in ("difficulty.png", "throughput.png", "contact_sheet_methods.png"):
+        assert plot in html, plot
+
+
+def test_changing_steps_reruns_only_training_and_after(project, tmp_path):
+    override = tmp_path / "steps.yaml"
+    override.write_text("train:\n  steps: 30\n")
+    planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n", "--configfile", str(override)],
+                                  project))
+    assert set(planned) == {"train", "infer", "evaluate", "throughput", "all"}, planned
+
+
+def test_dvc_after_snakemake_redoes_no_render_or_training(project):
+    renders, checkpoints = _mtimes(project / "data/mattingmfif"), _mtimes(project / "models/checkpoints")
+    out = _run(["dvc", "repro"], project)
+    assert "up to date" in out
+    assert _mtimes(project / "data/mattingmfif") == renders
+    assert _mtimes(project / "models/checkpoints") == checkpoints
+    # ...and Snakemake finds nothing to redo after DVC rewrote and re-linked its outputs.
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    for command in (["dvc", "metrics", "show"], ["dvc", "params", "diff"], ["dvc", "plots", "show"]):
+        _run(command, project)
+    assert "PSNR" in _run(["dvc", "metrics", "show"], project)
+
+
+def test_dvc_experiment_resumes_training(project):
+    renders = _mtimes(project / "data/mattingmfif")
+    out = _run(["dvc", "exp", "run", "-S", "train.steps=30"], project)
+    assert "resuming from" in out and "step 30/30" in out
+    assert "Running stage 'render" not in out or _mtimes(project / "data/mattingmfif") == renders
+    assert _mtimes(project / "data/mattingmfif") == renders
+    assert "train.steps" in _run(["dvc", "exp", "show", "--no-pager", "--csv"], project)
+
+
+def test_runs_compares_training_and_evaluation_runs(project):
+    out = _run(["vaeedof", "runs", "-n", "20"], project)
+    assert "| train" in out or "| train-" in out
+    assert "evaluation" in out and "vaeedof.PSNR" in out
+    # A second training with another learning rate: the differing parameter becomes a column.
+    _run(["vaeedof", "--set", "train.lr=0.002", "train", "--out", "models_lr", "--latents",
+          "data/latents", "--patches", "data/patches"], project)
+    trained = _run(["vaeedof", "runs", "--kind", "train"], project).splitlines()
+    assert "train.lr" in trained[0] and len(trained) == 4, trained
+    assert "0.002" in trained[2] and "0.001" in trained[3]
