@@ -4,7 +4,7 @@ and their final metrics (what `mlflow ui` shows, on a terminal)."""
 from __future__ import annotations
 
 import fnmatch
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import VaeedofError
 from .tracking import EXPERIMENT, tracking_uri
@@ -56,7 +56,7 @@ def table(runs: list, patterns: tuple[str, ...] = DEFAULT_METRICS) -> str:
     header = ["run", "name", "kind", "status", "started"] + params + metrics
     rows = []
     for run in runs:
-        started = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc)
+        started = datetime.fromtimestamp(run.info.start_time / 1000, UTC)
         rows.append([run.info.run_id[:8], run.info.run_name, run.data.tags.get("kind", "-"),
                      run.info.status, started.strftime("%Y-%m-%d %H:%M")]
                     + [_cell(run.data.params.get(key)) for key in params]
