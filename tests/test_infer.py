@@ -40,8 +40,9 @@ class _MeanFuser(Fuser):
     def __init__(self, tile):
         self.device, self.tile, self.batch_tiles, self.vae_batch = torch.device("cpu"), tile, 3, 2
         self.model = type("M", (), {"max_inputs": 7})()
+        self.mode = "latent"
 
-    def _fuse_batch(self, crops):
+    def _fuse_batch(self, crops, mode):
         return crops.mean(dim=1)
 
 

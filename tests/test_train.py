@@ -24,7 +24,8 @@ def _params(**train):
     params = tiny_params()
     params["model"].update(max_inputs=3, widths=[16, 32, 64], attention_heads=2)
     settings = dict(steps=20, global_batch=4, lr=1e-3, warmup_steps=2, checkpoint_every=5,
-                    keep_checkpoints=2, val_every=0, log_every=5)
+                    keep_checkpoints=2, val_every=0, log_every=5,
+                    hybrid_weight=0.0)  # synthetic latents: no VAE decodes them
     params["train"].update(settings | train)
     params["patches"].update(size=32)
     return params

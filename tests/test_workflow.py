@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -111,6 +112,23 @@ def test_adding_scenes_renders_only_the_new_ones(project):
     after = _render_mtimes(project)
     assert all(after[p] == t for p, t in before.items())
     assert len(after) == len(before) + 8
+
+
+def test_second_invocation_at_once_is_refused_and_the_first_completes(project):
+    first = subprocess.Popen(["snakemake", "--cores", "1", "--forcerun", "assets", "--", "dataset"],
+                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    locks = project / ".snakemake/locks"
+    deadline = time.time() + 60
+    while not (locks.exists() and any(locks.iterdir())):
+        assert first.poll() is None and time.time() < deadline, "first run never took the lock"
+        time.sleep(0.05)
+    second = subprocess.run(["snakemake", "--cores", "1", "dataset"], cwd=project, capture_output=True,
+                            text=True)
+    assert second.returncode != 0
+    assert "locked" in (second.stdout + second.stderr).lower()
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output[-3000:]
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], project)
 
 
 def test_invalid_params_stop_before_any_job(project):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from . import atomic
-from .baselines import enfuse_available, enfuse_fusion, laplacian_pyramid_fusion, mean_fusion
+from .baselines import fusion_methods
 from .contact_sheet import labelled_row, save_rows
 from .errors import VaeedofError
 from .evaluate import load_inputs
@@ -69,9 +69,7 @@ def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, 
 
 def throughput_table(fuser, size: int = 512, counts=range(2, 8), repeats: int = 1) -> list[dict]:
     """Fused size x size images per second versus the number of inputs, model and baselines."""
-    methods = {"vaeedof": fuser.fuse, "mean": mean_fusion, "laplacian": laplacian_pyramid_fusion}
-    if enfuse_available():
-        methods["enfuse"] = enfuse_fusion
+    methods = fusion_methods(fuser)
     generator = torch.Generator().manual_seed(0)
     rows = []
     for count in counts:
@@ -162,9 +160,7 @@ def find_stacks(folders: list[str], limit: int) -> list[list[Path]]:
 def real_stacks_sheet(stacks: list[list[Path]], fuser, path: Path, tile: int = 160,
                       shown_inputs: int = 3) -> None:
     """Rows: a few inputs | the model and the baselines, for real focus stacks (no GT)."""
-    methods = {"vaeedof": fuser.fuse, "laplacian": laplacian_pyramid_fusion, "mean": mean_fusion}
-    if enfuse_available():
-        methods["enfuse"] = enfuse_fusion
+    methods = fusion_methods(fuser)
     rows = []
     for stack in stacks:
         images = [read_image(p) for p in stack]

@@ -1,5 +1,6 @@
 """Classical baselines for the evaluation: the mean of the inputs, Laplacian-pyramid
-max-contrast fusion, and enfuse (when installed). Images are (3, H, W) float tensors in [0, 1]."""
+max-contrast fusion, guided-filter fusion (GFF) and enfuse (when installed). Images are (3, H, W)
+float tensors in [0, 1]."""
 
 from __future__ import annotations
 
@@ -47,6 +48,59 @@ def laplacian_pyramid_fusion(stack: list[torch.Tensor], levels: int = 5) -> torc
     for level in reversed(range(levels)):
         result = cv2.pyrUp(result, dstsize=(fused[level].shape[1], fused[level].shape[0])) + fused[level]
     return torch.from_numpy(np.clip(result, 0, 1)).permute(2, 0, 1)
+
+
+def gff_available() -> bool:
+    """GFF needs OpenCV's contrib module ximgproc (opencv-contrib-python-headless)."""
+    import cv2
+
+    return hasattr(cv2, "ximgproc")
+
+
+def guided_filter_fusion(stack: list[torch.Tensor], r1: int = 45, eps1: float = 0.3,
+                         r2: int = 7, eps2: float = 1e-6) -> torch.Tensor:
+    """GFF (Li, Kang, Hu 2013, "Image fusion with guided filtering"): two-scale decomposition
+    (31x31 mean filter), saliency = Gaussian-smoothed |Laplacian|, binary max-saliency maps
+    refined by OpenCV's guided filter (ximgproc) with each source as guide: (r1, eps1) for the
+    base layers, (r2, eps2) for the detail layers; weights normalised per pixel."""
+    import cv2
+
+    images = [s.permute(1, 2, 0).numpy().astype(np.float32) for s in stack]
+    greys = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in images]
+    bases = [cv2.blur(image, (31, 31), borderType=cv2.BORDER_REFLECT) for image in images]
+    details = [image - base for image, base in zip(images, bases, strict=True)]
+    saliency = np.stack([cv2.GaussianBlur(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3)), (11, 11), 5)
+                         for grey in greys])
+    winners = saliency.argmax(axis=0)
+    weights_base, weights_detail = [], []
+    for index, grey in enumerate(greys):
+        mask = (winners == index).astype(np.float32)
+        weights_base.append(cv2.ximgproc.guidedFilter(grey, mask, r1, eps1))
+        weights_detail.append(cv2.ximgproc.guidedFilter(grey, mask, r2, eps2))
+
+    def normalised(weights):
+        weights = np.clip(np.stack(weights), 0, None) + 1e-12
+        return weights / weights.sum(axis=0, keepdims=True)
+
+    wb, wd = normalised(weights_base), normalised(weights_detail)
+    fused = sum(wb[i][..., None] * bases[i] + wd[i][..., None] * details[i] for i in range(len(images)))
+    return torch.from_numpy(np.clip(fused, 0, 1)).permute(2, 0, 1)
+
+
+def fusion_methods(fuser=None) -> dict:
+    """Every method the evaluation compares, name -> function(stack) -> image: the model's two
+    output modes (when a fuser is given), the classical baselines, enfuse when installed."""
+    methods = {}
+    if fuser is not None:
+        methods["vaeedof"] = lambda stack: fuser.fuse(stack, mode="latent")
+        if fuser.hybrid_trained:
+            methods["vaeedof_hybrid"] = lambda stack: fuser.fuse(stack, mode="hybrid")
+    methods.update(mean=mean_fusion, laplacian=laplacian_pyramid_fusion)
+    if gff_available():
+        methods["gff"] = guided_filter_fusion
+    if enfuse_available():
+        methods["enfuse"] = enfuse_fusion
+    return methods
 
 
 def enfuse_available() -> bool:

@@ -113,11 +113,14 @@ def cmd_patches(args) -> None:
 
 
 def cmd_latents(args) -> None:
+    import torch
+
     from . import latents
     from .vae import load_from_params
 
     params = _load_params(args)
-    latents.build(load_from_params(params, args.resources), args.patches, args.out)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # encoding is the whole cost: GPU when there
+    latents.build(load_from_params(params, args.resources).to(device), args.patches, args.out)
 
 
 def cmd_train(args) -> None:
@@ -170,8 +173,9 @@ def cmd_fuse(args) -> None:
     inputs = expand_inputs(args.images)
     params = params_mod.load(args.params) if Path(args.params).exists() else None
     mirrors = params["assets"]["mirrors"] if params else []
+    mode = args.mode or (params["fusion"]["output"] if params else "latent")
     fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile, args.resources, mirrors,
-               None if args.no_vae_check else args.vae_check_db)
+               None if args.no_vae_check else args.vae_check_db, mode)
 
 
 def cmd_infer(args) -> None:
@@ -187,10 +191,12 @@ def cmd_infer(args) -> None:
 def cmd_evaluate(args) -> None:
     from . import analysis
     from .evaluate import checkpoint_info, evaluate
-    from .tracking import log_evaluation
+    from .tracking import check_store, log_evaluation
 
     params = _load_params(args)
     cfg, reports = params["evaluate"], Path(args.reports)
+    if not args.no_mlflow:
+        check_store()
     info = checkpoint_info(args.checkpoint)
     summary = evaluate(args.data, args.fused, reports, info)
     rows = analysis.difficulty_table(args.data, args.fused, cfg["difficulty_patch"], cfg["difficulty_bins"])
@@ -200,7 +206,8 @@ def cmd_evaluate(args) -> None:
                   xlabel="difficulty: 100 - PSNR of the best input patch (dB)", ylabel="PSNR (dB)")
     analysis.methods_sheet(args.data, args.fused, reports / "contact_sheet_methods.png",
                            cfg["contact_sheet_scenes"])
-    log_evaluation(summary, params, reports)
+    if not args.no_mlflow:
+        log_evaluation(summary, params, reports)
     print((reports / "table.md").read_text())
 
 
@@ -312,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-check-db", type=float, default=27.0,
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
+    p.add_argument("--mode", choices=["latent", "hybrid"],
+                   help="output: latent (every pixel decoded, the paper) or hybrid (exact in-focus "
+                   "input pixels, decoded fusion elsewhere); default: fusion.output in params")
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
@@ -325,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fused", default="data/fused")
     p.add_argument("--reports", default="reports")
     p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")
@@ -364,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     except VaeedofError as exc:
         get_logger().debug("error", exc_info=True)
         print(f"vaeedof: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions, vanished files: name the file, one line
+        get_logger().debug("error", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vaeedof: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from . import atomic
-from .baselines import enfuse_available, enfuse_fusion, laplacian_pyramid_fusion, mean_fusion
+from .baselines import fusion_methods
 from .dataset import rendered_scenes
 from .errors import VaeedofError
 from .hashing import sha256_file
 from .images import read_image, save_image
 from .logs import get_logger, progress
 from .metrics import METRICS, MetricSuite, higher_is_better
+from .provenance import data_version, git_commit
 
 
 def test_scenes(data_dir: str | os.PathLike) -> list[Path]:
@@ -42,14 +43,8 @@ def load_inputs(scene_dir: Path) -> tuple[list[torch.Tensor], torch.Tensor]:
 def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser) -> dict:
     """Write out_dir/<method>/<scene_id>.png for every method and test scene, atomically."""
     out_dir = Path(out_dir)
-    methods = {
-        "vaeedof": fuser.fuse,
-        "mean": mean_fusion,
-        "laplacian": laplacian_pyramid_fusion,
-    }
-    if enfuse_available():
-        methods["enfuse"] = enfuse_fusion
-    else:
+    methods = fusion_methods(fuser)
+    if "enfuse" not in methods:
         get_logger().warning("enfuse not installed: the enfuse baseline is skipped")
     scenes = test_scenes(data_dir)
     with atomic.atomic_directory(out_dir) as tmp:
@@ -90,6 +85,8 @@ def evaluate(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_
             if all(r[name] is not None for r in values)}
     if checkpoint_info:
         summary["checkpoint"] = checkpoint_info
+    summary["git_commit"] = git_commit()
+    summary["data_version"] = data_version(data_dir)
     atomic.write_json(reports_dir / "metrics.json", summary)
     _write_csv(rows, reports_dir / "per_image.csv")
     atomic.write_text(reports_dir / "table.md", table_markdown(summary))

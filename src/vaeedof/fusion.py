@@ -37,8 +37,9 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fusion_ema.safetensors",
          device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
-         mirrors: list[str] | None = None) -> torch.Tensor:
-    """Fuse same-size (3, H, W) images in [0, 1] (any number) into one (3, H, W) image."""
+         mirrors: list[str] | None = None, mode: str = "latent") -> torch.Tensor:
+    """Fuse same-size (3, H, W) images in [0, 1] (any number) into one (3, H, W) image;
+    mode: "latent" (the paper) or "hybrid" (exact in-focus input pixels)."""
     from .infer import load_fuser
 
     if not images:
@@ -46,7 +47,7 @@ def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fus
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
         raise VaeedofError(f"input sizes differ: {sorted(sizes)}")
-    return load_fuser(checkpoint, device, tile, resources_dir, mirrors).fuse(list(images))
+    return load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode).fuse(list(images))
 
 
 def warn_poor_reconstructions(fuser, loaded, threshold_db: float) -> list[float]:
@@ -72,7 +73,8 @@ def warn_poor_reconstructions(fuser, loaded, threshold_db: float) -> list[float]
 
 def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | os.PathLike,
                device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
-               mirrors: list[str] | None = None, vae_check_db: float | None = None) -> Path:
+               mirrors: list[str] | None = None, vae_check_db: float | None = None,
+               mode: str = "latent") -> Path:
     """Read, check, fuse and write atomically; 16-bit output when the first input is 16-bit and
     the format allows; the first input's ICC profile is kept."""
     output = check_output_path(output, inputs)
@@ -85,7 +87,7 @@ def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | 
         get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", inputs[0])
     from .infer import load_fuser
 
-    fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors)
+    fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode)
     if vae_check_db is not None:
         warn_poor_reconstructions(fuser, loaded, vae_check_db)
     fused = fuser.fuse([im.pixels for im in loaded])

@@ -10,6 +10,10 @@ More inputs than `max_inputs` (real focus stacks have 10-50 frames): the stack, 
 is split into consecutive groups of at most `max_inputs`, each group is fused, and the group
 results are fused again, recursively. Neighbouring frames share most of their sharp regions, so
 each group result keeps the sharp content of its depth range.
+
+Output modes: `latent` (the paper: every pixel decoded by the VAE) and `hybrid` (each tile's
+inputs and decoded fusion mixed per pixel by the network's weights, `vaeedof.hybrid`); the tiles
+of either are blended the same way.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from pathlib import Path
 import torch
 
 from .errors import VaeedofError
+from .hybrid import compose
 from .logs import progress
 from .model import FusionUNet, fill_inputs
 
 TILE_MULTIPLE = 64
+MODES = ("latent", "hybrid")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -55,7 +61,11 @@ class Fuser:
     """The frozen VAE + the (EMA) Fusion U-Net, applied tile by tile."""
 
     def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
-                 tile: int | None = 512, batch_tiles: int | None = None):
+                 tile: int | None = 512, batch_tiles: int | None = None, mode: str = "latent",
+                 hybrid_radius: int = 2, hybrid_trained: bool = True):
+        if mode not in MODES:
+            raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.mode, self.hybrid_radius, self.hybrid_trained = mode, hybrid_radius, hybrid_trained
         self.device = torch.device(device)
         # GPUs take batches of tiles; on a CPU, batching only costs memory.
         on_cpu = self.device.type == "cpu"
@@ -68,7 +78,7 @@ class Fuser:
             raise VaeedofError(f"tile {tile}: must be a positive multiple of {TILE_MULTIPLE}")
 
     @torch.no_grad()
-    def fuse_tiles(self, stack: list[torch.Tensor]) -> torch.Tensor:
+    def fuse_tiles(self, stack: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
         """(3, H, W) tensors in [0, 1], at most max_inputs of them -> fused (3, H, W)."""
         height, width = stack[0].shape[-2:]
         # Pad to a multiple of 64 (the VAE and U-Net reductions); a side shorter than the tile
@@ -92,7 +102,7 @@ class Fuser:
             batch = origins[first:first + self.batch_tiles]
             crops = torch.stack([torch.stack([image[:, y:y + tile_h, x:x + tile_w] for image in images])
                                  for y, x in batch])
-            fused = self._fuse_batch(crops.to(self.device)).float().cpu()
+            fused = self._fuse_batch(crops.to(self.device), mode or self.mode).float().cpu()
             for (y, x), result in zip(batch, fused, strict=True):
                 out[:, y:y + tile_h, x:x + tile_w] += result * weight
                 total[y:y + tile_h, x:x + tile_w] += weight
@@ -100,7 +110,7 @@ class Fuser:
         bar.close()
         return (out / total)[:, :height, :width]
 
-    def _fuse_batch(self, crops: torch.Tensor) -> torch.Tensor:
+    def _fuse_batch(self, crops: torch.Tensor, mode: str) -> torch.Tensor:
         """(B, n, 3, T, T) -> (B, 3, T, T). The VAE runs a few images at a time: its full-
         resolution activations (64 channels per pixel) dominate memory."""
         b, n = crops.shape[:2]
@@ -108,22 +118,31 @@ class Fuser:
         latents = torch.cat([self.vae.encode(flat[i:i + self.vae_batch])
                              for i in range(0, len(flat), self.vae_batch)])
         latents = latents.view(b, n, *latents.shape[1:])
-        fused = self.model(fill_inputs(latents, self.model.max_inputs))
-        return torch.cat([self.vae.decode(fused[i:i + self.vae_batch])
-                          for i in range(0, b, self.vae_batch)])
+        fused, mix = self.model(fill_inputs(latents, self.model.max_inputs), with_mix=True)
+        decoded = torch.cat([self.vae.decode(fused[i:i + self.vae_batch])
+                             for i in range(0, b, self.vae_batch)])
+        if mode == "latent":
+            return decoded
+        inputs = fill_inputs(crops.float(), self.model.max_inputs)
+        return compose(mix, inputs, decoded.float(), self.model.mix_sharpness, self.hybrid_radius)
 
-    def fuse(self, stack: list[torch.Tensor]) -> torch.Tensor:
+    def fuse(self, stack: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
         """Any number of same-size images -> one; hierarchical beyond max_inputs."""
         if not stack:
             raise VaeedofError("no input images")
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
         limit = self.model.max_inputs
         while len(stack) > limit:
-            stack = [self.fuse_tiles([stack[i] for i in group]) for group in group_stack(len(stack), limit)]
-        return self.fuse_tiles(stack)
+            stack = [self.fuse_tiles([stack[i] for i in group], mode)
+                     for group in group_stack(len(stack), limit)]
+        return self.fuse_tiles(stack, mode)
 
 
 def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | None = 512,
-               resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None) -> Fuser:
+               resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
+               mode: str = "latent") -> Fuser:
     """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -154,4 +173,8 @@ def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else (
             "mps" if torch.backends.mps.is_available() else "cpu")
-    return Fuser(model, vae, device, tile)
+    if mode == "hybrid" and not info.get("hybrid_trained"):
+        raise VaeedofError(f"{weights}: trained without the hybrid loss (train.hybrid_weight 0); "
+                           "use the latent output mode")
+    return Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
+                 hybrid_trained=bool(info.get("hybrid_trained")))

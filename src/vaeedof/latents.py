@@ -29,10 +29,12 @@ def encode_stack(vae, pixels: np.ndarray, batch: int = 16) -> np.ndarray:
     """uint8 (N, K, S, S, 3) -> fp16 (N, K, C, S/8, S/8)."""
     n, k = pixels.shape[:2]
     flat = torch.from_numpy(np.array(pixels.reshape(n * k, *pixels.shape[2:])))
+    device = next(vae.parameters()).device
     out = []
     for start in range(0, n * k, batch):
-        images = flat[start:start + batch].permute(0, 3, 1, 2).float().div(255)
-        out.append(vae.encode(images).half().numpy())
+        images = flat[start:start + batch].to(device).permute(0, 3, 1, 2).float().div(255)
+        with torch.no_grad():
+            out.append(vae.encode(images).half().cpu().numpy())
     latents = np.concatenate(out)
     return latents.reshape(n, k, *latents.shape[1:])
 

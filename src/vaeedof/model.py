@@ -7,6 +7,9 @@ The network predicts the fused latent as a per-position soft selection of the in
 starts at zero, so an untrained model returns the average of the inputs; selecting in latent
 space is what multi-focus fusion mostly is, and this form learns it in far fewer steps than
 regressing the latent from scratch.
+
+A second set of head channels gives, per latent position, the mix logits of the hybrid output
+(`vaeedof.hybrid`): one per input slot and one for the decoded image.
 """
 
 from __future__ import annotations
@@ -46,8 +49,11 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2),
-                                             v.transpose(-1, -2))
+        q, k, v = (t.transpose(-1, -2).contiguous() for t in (q, k, v))  # (B, heads, positions, dim)
+        if h * w == 1:
+            out = v  # one position attends only to itself (CUDA's kernels reject this shape in fp32)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
@@ -71,14 +77,19 @@ class FusionUNet(nn.Module):
         self.upsamples = nn.ModuleList(
             nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1) for i in range(DEPTH))
         self.up_blocks = nn.ModuleList(ResBlock(2 * chans[i + 1], chans[i]) for i in range(DEPTH))
-        # Per position: max_inputs selection logits, then a latent_channels residual.
+        # Per position: max_inputs selection logits, a latent_channels residual, then the hybrid
+        # mix logits (max_inputs + 1).
         self.head = nn.Sequential(_norm(widths[0]), nn.SiLU(),
-                                  nn.Conv2d(widths[0], max_inputs + latent_channels, 3, padding=1))
+                                  nn.Conv2d(widths[0], 2 * max_inputs + 1 + latent_channels, 3,
+                                            padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        # How strongly the pixel-level agreement with the decoded image sharpens the hybrid mix.
+        self.mix_sharpness = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, max_inputs, C, h, w) -> (B, C, h, w)."""
+    def forward(self, latents: torch.Tensor, with_mix: bool = False):
+        """(B, max_inputs, C, h, w) -> fused (B, C, h, w); with_mix: also the hybrid mix logits
+        (B, max_inputs + 1, h, w)."""
         b, n, c, h, w = latents.shape
         if n != self.max_inputs or c != self.latent_channels:
             raise ValueError(f"expected (B, {self.max_inputs}, {self.latent_channels}, h, w), "
@@ -101,7 +112,8 @@ class FusionUNet(nn.Module):
             x = self.up_blocks[level](torch.cat([x, skips[level]], dim=1))
         out = self.head(x)[..., :h, :w]
         weights = torch.softmax(out[:, :n], dim=1).unsqueeze(2)  # (B, n, 1, h, w)
-        return (weights * latents).sum(dim=1) + out[:, n:]
+        fused = (weights * latents).sum(dim=1) + out[:, n:n + c]
+        return (fused, out[:, n + c:]) if with_mix else fused
 
 
 def fill_inputs(latents: torch.Tensor, max_inputs: int, generator: torch.Generator | None = None

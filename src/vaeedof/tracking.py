@@ -4,8 +4,10 @@ training that a resumed training continues, metrics logged in batches."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
+
+from .errors import VaeedofError
+from .provenance import git_commit
 
 EXPERIMENT = "vaeedof"
 
@@ -16,12 +18,36 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
-def git_commit() -> str:
+# An unreachable server should fail in seconds, not after MLflow's default minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+def check_store(uri: str | None = None) -> None:
+    """Fail before any expensive work when the tracking store cannot be written: reach it, create
+    the experiment if needed, and write a tag on it."""
+    import time
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = uri or tracking_uri()
+    hint = "fix MLFLOW_TRACKING_URI or pass --no-mlflow"
+    if uri.startswith("sqlite:///"):
+        # MLflow retries a SQLite file it cannot open for minutes; the file tells at once.
+        try:
+            open(uri[len("sqlite:///"):], "ab").close()
+        except OSError as exc:
+            raise VaeedofError(f"MLflow tracking store {uri} is unreachable or not writable "
+                               f"({exc.strerror}); {hint}") from None
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.set_experiment(EXPERIMENT)
+        MlflowClient(uri).set_experiment_tag(experiment.experiment_id, "last_checked", str(time.time()))
+    except Exception as exc:  # MLflow raises many types: connection, SQL, permission, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise VaeedofError(f"MLflow tracking store {uri} is unreachable or not writable ({first}); "
+                           f"{hint}") from None
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -48,8 +74,7 @@ class Tracker:
             return None
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(EXPERIMENT)
+        check_store()
         run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         if not run_id:
@@ -91,13 +116,15 @@ class Tracker:
 
 
 def log_evaluation(summary: dict, params: dict, reports_dir: Path) -> str | None:
-    """One MLflow run per evaluation, tagged with the training run it evaluates."""
+    """One MLflow run per evaluation, tagged with the training run it evaluates (the store was
+    checked with `check_store` before the evaluation started)."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(EXPERIMENT)
     checkpoint = summary.get("checkpoint", {})
-    tags = {"git_commit": git_commit(), "kind": "evaluation",
+    tags = {"git_commit": summary.get("git_commit") or git_commit(), "kind": "evaluation",
+            "data_sha256": summary.get("data_version", {}).get("sha256", ""),
             "checkpoint_sha256": checkpoint.get("sha256", ""),
             "mlflow.parentRunId": checkpoint.get("mlflow_run_id") or ""}
     if not tags["mlflow.parentRunId"]:

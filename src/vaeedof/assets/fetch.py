@@ -4,6 +4,7 @@ used is recorded in a manifest."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import time
@@ -53,7 +54,7 @@ def _download(url: str, dest: Path, retries: int = 3, timeout: float = 60.0) -> 
                 if expected is not None and tmp.stat().st_size != int(expected):
                     raise OSError(f"got {tmp.stat().st_size} of {expected} bytes")
             return
-        except (OSError, urllib.error.URLError) as exc:
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
             if attempt == retries:
                 raise VaeedofError(f"{url}: download failed ({exc})") from None
             log.warning("%s: download attempt %d failed (%s); retrying", url, attempt, exc)
