@@ -86,7 +86,8 @@ def main() -> None:
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                           "--nproc-per-node", str(max(1, torch.cuda.device_count())), "-m", "vaeedof.cli",
                           "--params", str(params_file), "--set", "train.steps=40",
-                          "--set", "train.val_every=0", "train", "--device", args.device, "--latents", str(work / "latents"),
+                          "--set", "train.val_every=0", "train", "--device", args.device,
+                          "--latents", str(work / "latents"),
                           "--patches", str(work / "patches"), "--out", str(work / "ddp"), "--no-mlflow",
                           "--resources", str(work / "resources")],
                          env=env, capture_output=True, text=True, timeout=300)
