@@ -120,3 +120,14 @@ def test_runs_compares_training_and_evaluation_runs(project):
     trained = _run(["vaeedof", "runs", "--kind", "train"], project).splitlines()
     assert "train.lr" in trained[0] and len(trained) == 4, trained
     assert "0.002" in trained[2] and "0.001" in trained[3]
+
+
+def test_paper_scale_dry_run_plans_10000_renders_and_multi_gpu_training(project):
+    out = _run(["snakemake", "-n", "--configfile", "config/paper.yaml", "--workflow-profile",
+                "profiles/slurm"], project)
+    planned = _planned_rules(out)
+    assert planned["render"] == 10_200 and planned["scenes"] == 10_200, planned  # 10,000 train + 200 test
+    assert planned["train"] == 1
+    train_block = out[out.index("rule train:"):][:3000]
+    assert "gpu=4" in train_block and "slurm_partition=gpu" in train_block
+    assert "vaeedof train --nproc 4" in train_block
