@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.synthetic import write_patch_set  # noqa: E402
-from vaeedof import latents  # noqa: E402
+from vaeedof import atomic, latents  # noqa: E402
 from vaeedof.analysis import throughput_table  # noqa: E402
 from vaeedof.infer import Fuser  # noqa: E402
 from vaeedof.params import load  # noqa: E402
@@ -129,7 +129,7 @@ def main() -> None:
     for row in rows:
         print(row)
     results["throughput"] = rows
-    (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+    atomic.write_json(args.out / "gpu_check.json", results)
 
 
 if __name__ == "__main__":

@@ -266,7 +266,6 @@ def test_download_interrupted_halfway_never_takes_the_final_name(tmp_path, monke
         ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www)))
     threading.Thread(target=whole.serve_forever, daemon=True).start()
     try:
-        asset = registry.with_pins(asset, None)
         good = registry.RemoteAsset(name="test/asset", filename="asset.bin", kind="vae",
                                     url=f"http://127.0.0.1:{whole.server_address[1]}/asset.bin",
                                     sha256=asset.sha256)

@@ -246,6 +246,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resources", default="resources")
 
 
+def _add_tracking_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow (the store is "
+                   "otherwise checked before any work and a failure stops the command)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
     # Snakemake sets VAEEDOF_PARAMS to the effective parameters (--configfile/--config applied).
@@ -305,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="models")
     p.add_argument("--resources", default="resources")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    _add_tracking_arg(p)
     p.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is kept)")
     p.add_argument("--nproc", help="processes on this node: a number or 'auto' (GPUs, else 2 on "
                    "CPU); re-executes under torchrun. Leave out when torchrun already started it")
@@ -335,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fused", default="data/fused")
     p.add_argument("--reports", default="reports")
     p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    _add_tracking_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")

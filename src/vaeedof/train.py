@@ -33,7 +33,8 @@ from .hybrid import compose
 from .latents import LatentShards
 from .logs import get_logger, progress
 from .model import build_model, fill_inputs
-from .tracking import Tracker, git_commit
+from .provenance import git_commit
+from .tracking import Tracker
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
