@@ -465,3 +465,29 @@ def test_tampered_download_in_resources_is_detected_at_the_next_run(tmp_path):
     with pytest.raises(VaeedofError):
         fetch.resolve(asset, tmp_path / "res", mirrors=[], allow_download=False)
     assert not cached.exists()
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_fuse_default_mode_falls_back_for_a_checkpoint_without_the_hybrid_mix(
+        tiny_model, tmp_path, monkeypatch, capsys, explicit):
+    """params' fusion.output is hybrid: a checkpoint trained without the hybrid loss still fuses
+    (latent mode, with a warning) unless --mode hybrid was asked for explicitly."""
+    info_path = tmp_path / "m.json"
+    info = json.loads((tiny_model / "m.json").read_text()) | {"hybrid_trained": False}
+    info_path.write_text(json.dumps(info))
+    (tmp_path / "m.safetensors").write_bytes((tiny_model / "m.safetensors").read_bytes())
+    params = tiny_params() | {"fusion": {"output": "hybrid", "hybrid_radius": 2}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(image)
+    monkeypatch.delenv("VAEEDOF_PARAMS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.png"
+    code = main(["fuse", str(image), str(image), "-o", str(out), "--checkpoint", "m.safetensors",
+                 "--resources", str(tiny_model / "resources"), "--tile", "64", "--no-vae-check",
+                 *(["--mode", "hybrid"] if explicit else [])])
+    err = capsys.readouterr().err
+    if explicit:
+        assert code == 2 and "trained without the hybrid loss" in err and not out.exists()
+    else:
+        assert code == 0 and "using the latent output mode" in err and out.exists()

@@ -175,7 +175,8 @@ def cmd_fuse(args) -> None:
     mirrors = params["assets"]["mirrors"] if params else []
     mode = args.mode or (params["fusion"]["output"] if params else "latent")
     fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile, args.resources, mirrors,
-               None if args.no_vae_check else args.vae_check_db, mode)
+               None if args.no_vae_check else args.vae_check_db, mode,
+               strict_mode=args.mode is not None)  # a mode from params falls back to latent
 
 
 def cmd_infer(args) -> None:

@@ -74,7 +74,7 @@ def warn_poor_reconstructions(fuser, loaded, threshold_db: float) -> list[float]
 def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | os.PathLike,
                device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
                mirrors: list[str] | None = None, vae_check_db: float | None = None,
-               mode: str = "latent") -> Path:
+               mode: str = "latent", strict_mode: bool = True) -> Path:
     """Read, check, fuse and write atomically; 16-bit output when the first input is 16-bit and
     the format allows; the first input's ICC profile is kept."""
     output = check_output_path(output, inputs)
@@ -87,7 +87,7 @@ def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | 
         get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", inputs[0])
     from .infer import load_fuser
 
-    fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode)
+    fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode, strict_mode)
     if vae_check_db is not None:
         warn_poor_reconstructions(fuser, loaded, vae_check_db)
     fused = fuser.fuse([im.pixels for im in loaded])

@@ -27,7 +27,7 @@ import torch
 
 from .errors import VaeedofError
 from .hybrid import compose
-from .logs import progress
+from .logs import get_logger, progress
 from .model import FusionUNet, fill_inputs
 
 TILE_MULTIPLE = 64
@@ -142,8 +142,10 @@ class Fuser:
 
 def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | None = 512,
                resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
-               mode: str = "latent") -> Fuser:
-    """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it."""
+               mode: str = "latent", strict_mode: bool = True) -> Fuser:
+    """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it. Hybrid mode needs
+    a checkpoint trained with the hybrid loss: an error, or with `strict_mode` False (the mode
+    came from a default, not from the user) latent mode and a warning."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -173,6 +175,9 @@ def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else (
             "mps" if torch.backends.mps.is_available() else "cpu")
+    if mode == "hybrid" and not info.get("hybrid_trained") and not strict_mode:
+        get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
+        mode = "latent"
     if mode == "hybrid" and not info.get("hybrid_trained"):
         raise VaeedofError(f"{weights}: trained without the hybrid loss (train.hybrid_weight 0); "
                            "use the latent output mode")

@@ -67,7 +67,7 @@ DEFAULTS: dict = {
         "hybrid_weight": 1.0,
     },
     "infer": {"tile": 512},
-    "fusion": {"output": "latent", "hybrid_radius": 2},
+    "fusion": {"output": "hybrid", "hybrid_radius": 2},
     "evaluate": {"difficulty_patch": 32, "difficulty_bins": 6, "throughput_size": 512,
                  "throughput_repeats": 1, "contact_sheet_scenes": 4, "real_stacks": [],
                  "real_stacks_max": 4},
