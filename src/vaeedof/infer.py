@@ -175,11 +175,11 @@ def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else (
             "mps" if torch.backends.mps.is_available() else "cpu")
-    if mode == "hybrid" and not info.get("hybrid_trained") and not strict_mode:
+    if mode == "hybrid" and not info.get("hybrid_trained"):
+        if strict_mode:
+            raise VaeedofError(f"{weights}: trained without the hybrid loss (train.hybrid_weight 0); "
+                               "use the latent output mode")
         get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
         mode = "latent"
-    if mode == "hybrid" and not info.get("hybrid_trained"):
-        raise VaeedofError(f"{weights}: trained without the hybrid loss (train.hybrid_weight 0); "
-                           "use the latent output mode")
     return Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
                  hybrid_trained=bool(info.get("hybrid_trained")))
