@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from vaeedof.infer import Fuser, load_fuser
-from vaeedof.model import FusionUNet
-from vaeedof.vae import SPECS, TinyVAE
+from vaeedof.fusion.engine import Fuser
+from vaeedof.fusion.loader import load_fuser
+from vaeedof.nets.unet import FusionUNet
+from vaeedof.nets.vae import SPECS, TinyVAE
 
 
 def main() -> None:

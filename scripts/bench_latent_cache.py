@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from vaeedof import params as params_mod
-from vaeedof.latents import LatentShards, encode_stack
-from vaeedof.vae import load_from_params
+from vaeedof.nets.vae import load_from_params
+from vaeedof.training.latents import LatentShards, encode_stack
 
 
 def main() -> None:

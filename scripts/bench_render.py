@@ -9,7 +9,6 @@ each focus render's PSNR against a high-sample reference. Prints figures; assert
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,12 +19,9 @@ from PIL import Image
 from vaeedof import params as params_mod
 from vaeedof import scenes
 from vaeedof.assets.build import build, load_index
+from vaeedof.images import psnr
+from vaeedof.render import layout
 from vaeedof.render.renderer import render_scene
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def main() -> None:
@@ -51,8 +47,8 @@ def main() -> None:
             p = dict(params, render=dict(params["render"], samples=samples, denoise=denoise))
             out = tmp / f"s{samples}_{int(denoise)}"
             render_scene(spec, p, out, threads=args.threads, blender_log=tmp / "blender.log")
-            meta = json.loads((out / "scene.json").read_text())
-            images = [np.asarray(Image.open(out / f"focus_{k}.png")) for k in spec["focus_order"]]
+            meta = layout.read_meta(out)
+            images = [np.asarray(Image.open(out / layout.focus_file(k))) / 255.0 for k in spec["focus_order"]]
             return images, meta["render_seconds"]
 
         reference, _ = render(args.reference_samples, False)

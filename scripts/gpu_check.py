@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from tests.synthetic import write_patch_set  # noqa: E402
-from vaeedof import atomic, latents  # noqa: E402
-from vaeedof.analysis import throughput_table  # noqa: E402
-from vaeedof.infer import Fuser  # noqa: E402
+from vaeedof import atomic  # noqa: E402
+from vaeedof.evaluation.figures import throughput_table  # noqa: E402
+from vaeedof.fusion.engine import Fuser  # noqa: E402
+from vaeedof.nets.vae import load_vae  # noqa: E402
 from vaeedof.params import load  # noqa: E402
-from vaeedof.train import train  # noqa: E402
-from vaeedof.vae import load_vae  # noqa: E402
+from vaeedof.training import latents  # noqa: E402
+from vaeedof.training.train import train  # noqa: E402
 
 
 def section(title: str) -> None:
@@ -98,7 +99,7 @@ def main() -> None:
     section(f"tiled fusion: 7 x {args.size}^2, tile 512, both output modes")
     from safetensors.torch import load_file
 
-    from vaeedof.model import FusionUNet
+    from vaeedof.nets.unet import FusionUNet
 
     model = FusionUNet(info["latent_channels"], info["max_inputs"], tuple(info["widths"]),
                        info["attention_heads"])

@@ -3,9 +3,10 @@
 import numpy as np
 import torch
 
-from vaeedof import atomic, latents
+from vaeedof import atomic
 from vaeedof.hashing import sha256_json
-from vaeedof.vae import SPECS, TinyVAE
+from vaeedof.nets.vae import SPECS, TinyVAE
+from vaeedof.training import latents
 
 
 def _blur(image: np.ndarray, radius: int) -> np.ndarray:

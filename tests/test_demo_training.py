@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from vaeedof import latents, patches, scenes
+from vaeedof import scenes
 from vaeedof.assets.build import build, load_index
-from vaeedof.train import train
-from vaeedof.vae import load_from_params
+from vaeedof.nets.vae import load_from_params
+from vaeedof.training import latents, patches
+from vaeedof.training.train import train
 
 from .conftest import SHARED_MIRROR, tiny_params
 

@@ -7,11 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vaeedof.baselines import laplacian_pyramid_fusion, mean_fusion
-from vaeedof.evaluate import evaluate, infer, table_markdown
-from vaeedof.infer import Fuser
-from vaeedof.metrics import METRICS, MetricSuite
-from vaeedof.model import FusionUNet
+from vaeedof import atomic
+from vaeedof.evaluation import figures, real
+from vaeedof.evaluation.baselines import laplacian_pyramid_fusion, mean_fusion
+from vaeedof.evaluation.infer import infer
+from vaeedof.evaluation.metrics import METRICS, MetricSuite
+from vaeedof.evaluation.scores import score, table_markdown
+from vaeedof.fusion.engine import Fuser
+from vaeedof.nets.unet import FusionUNet
 
 from .synthetic import random_vae
 
@@ -35,7 +38,7 @@ def test_laplacian_fusion_beats_the_mean():
 
 @pytest.mark.skipif(not __import__("shutil").which("enfuse"), reason="enfuse not installed")
 def test_enfuse_baseline_focus_stacks():
-    from vaeedof.baselines import enfuse_fusion
+    from vaeedof.evaluation.baselines import enfuse_fusion
 
     inputs, gt = _pair()
     assert (enfuse_fusion(inputs) - gt).abs().mean() < (mean_fusion(inputs) - gt).abs().mean() / 4
@@ -77,7 +80,7 @@ def test_infer_and_evaluate_end_to_end(tmp_path, monkeypatch):
     manifest = infer(data, tmp_path / "fused", fuser)
     assert set(manifest["methods"]) >= {"vaeedof", "mean", "laplacian", "vae_ceiling"}
     assert (tmp_path / "fused/laplacian/test_00001.png").exists()
-    summary = evaluate(data, tmp_path / "fused", tmp_path / "reports", {"sha256": "abc"})
+    summary = score(data, tmp_path / "fused", tmp_path / "reports", {"sha256": "abc"})
     assert summary["methods"]["laplacian"]["PSNR"] > summary["methods"]["mean"]["PSNR"]
     assert summary["checkpoint"]["sha256"] == "abc"
     assert "MS-SSIM" in summary["unavailable"]  # 128 px images
@@ -97,7 +100,6 @@ def test_infer_and_evaluate_end_to_end(tmp_path, monkeypatch):
 
 
 def test_difficulty_throughput_and_sheets(tmp_path):
-    from vaeedof import analysis
 
     data = tmp_path / "test"
     for index in range(2):
@@ -113,24 +115,23 @@ def test_difficulty_throughput_and_sheets(tmp_path):
         (scene / "scene.json").write_text(json.dumps({"focus_order": [0, 1]}))
     fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
     methods = infer(data, tmp_path / "fused", fuser)["methods"]
-    rows = analysis.difficulty_table(data, tmp_path / "fused", patch=16, bins=3)
+    rows = figures.difficulty_table(data, tmp_path / "fused", patch=16, bins=3)
     assert {r["bin"] for r in rows} == {0, 1, 2}
     # Quantile bins: every bin holds patches; difficulty grows with the bin.
     by_bin = {r["bin"]: r["difficulty"] for r in rows}
     assert by_bin[0] < by_bin[1] < by_bin[2]
     assert sum(r["patches"] for r in rows if r["method"] == "mean") == 2 * 16
-    analysis.write_csv(rows, tmp_path / "difficulty.csv")
-    analysis.plot(rows, "difficulty", "psnr", tmp_path / "difficulty.png", "t", size_key="patches")
+    atomic.write_csv(tmp_path / "difficulty.csv", rows)
+    figures.plot(rows, "difficulty", "psnr", tmp_path / "difficulty.png", "t", size_key="patches")
     assert Image.open(tmp_path / "difficulty.png").size[0] > 100
-    speed = analysis.throughput_table(fuser, size=64, counts=[2, 3])
+    speed = figures.throughput_table(fuser, size=64, counts=[2, 3])
     assert {(r["inputs"], r["method"]) for r in speed} >= {(2, "vaeedof"), (3, "mean")}
     assert all(r["images_per_s"] > 0 for r in speed)
-    analysis.methods_sheet(data, tmp_path / "fused", tmp_path / "sheet.png", scenes=2, tile=32)
+    figures.methods_sheet(data, tmp_path / "fused", tmp_path / "sheet.png", scenes=2, tile=32)
     assert Image.open(tmp_path / "sheet.png").size == (32 * (2 + len(methods) + 1), 2 * (32 + 14))
 
 
 def test_real_stacks_discovery_and_sheet(tmp_path):
-    from vaeedof import analysis
     from vaeedof.errors import VaeedofError
 
     for stack in ("s1", "s2"):
@@ -140,11 +141,48 @@ def test_real_stacks_discovery_and_sheet(tmp_path):
             _write = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
             Image.fromarray(_write).save(folder / name)
     (tmp_path / "real/s2/notes.txt").write_text("not an image")
-    stacks = analysis.find_stacks([str(tmp_path / "real")], limit=5)
+    stacks = real.find_stacks([str(tmp_path / "real")], limit=5)
     assert [[p.name for p in s] for s in stacks] == [["A.jpg", "B.jpg"], ["A.jpg", "B.jpg"]]
-    assert len(analysis.find_stacks([str(tmp_path / "real/s1")], limit=5)) == 1
+    assert len(real.find_stacks([str(tmp_path / "real/s1")], limit=5)) == 1
     with pytest.raises(VaeedofError, match="not found"):
-        analysis.find_stacks([str(tmp_path / "nope")], limit=5)
+        real.find_stacks([str(tmp_path / "nope")], limit=5)
     fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
-    analysis.real_stacks_sheet(stacks, fuser, tmp_path / "sheet.png", tile=32)
+    real.real_stacks_sheet(stacks, fuser, tmp_path / "sheet.png", tile=32)
     assert Image.open(tmp_path / "sheet.png").size[1] == 2 * (24 + 14)
+
+
+def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
+    """README blocks between markers come from reports/ and benchmarks/; --check fails on drift."""
+    from vaeedof.cli import main
+
+    reports, bench = tmp_path / "reports", tmp_path / "benchmarks" / "train"
+    reports.mkdir()
+    bench.mkdir(parents=True)
+    (bench / "train.tsv").write_text("s\th:m:s\n218.5\t0:03:38\n")
+    summary = {"methods": {"vaeedof_hybrid": {"PSNR": 34.0, "MSE": 0.001},
+                           "vae_ceiling": {"PSNR": 32.0, "MSE": 0.0007}}, "unavailable": {}, "scenes": 2}
+    (reports / "metrics.json").write_text(json.dumps(summary))
+    atomic.write_csv(reports / "per_image.csv", [
+        {"scene": "s0", "method": "vaeedof_hybrid", "PSNR": 40.0, "MSE": 0.0001},
+        {"scene": "s1", "method": "vaeedof_hybrid", "PSNR": 28.0, "MSE": 0.0016},
+        {"scene": "s0", "method": "vae_ceiling", "PSNR": 32.0, "MSE": 0.0006},
+        {"scene": "s1", "method": "vae_ceiling", "PSNR": 32.0, "MSE": 0.0006}])
+    atomic.write_csv(reports / "difficulty.csv", [
+        {"bin": 0, "difficulty": 60.0, "method": "vaeedof_hybrid", "psnr": 70.0, "patches": 9}])
+    atomic.write_csv(reports / "throughput.csv", [
+        {"inputs": 2, "method": "gff", "images_per_s": 3.7, "device": "cpu"}])
+    readme = tmp_path / "README.md"
+    names = ["table", "per-scene", "difficulty", "throughput", "timings"]
+    readme.write_text("intro\n" + "".join(f"<!-- reports:{n} -->\nold\n<!-- /reports:{n} -->\n"
+                                           for n in names))
+    args = [str(readme), "--reports", str(reports), "--benchmarks", str(tmp_path / "benchmarks")]
+    assert main(["readme", *args, "--check"]) == 2
+    assert "stale figures" in capsys.readouterr().err
+    assert main(["readme", *args]) == 0
+    text = readme.read_text()
+    assert "| vaeedof_hybrid | **34.00** |" in text or "**34.00**" in text
+    assert "| vaeedof_hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
+    assert "40.0/32.0, 28.0/32.0" in text and "| train | 1 | 218 |" in text and "old" not in text
+    assert main(["readme", *args, "--check"]) == 0
+    (reports / "metrics.json").write_text(json.dumps(dict(summary, scenes=3)))
+    assert main(["readme", *args, "--check"]) == 2

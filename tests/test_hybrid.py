@@ -7,10 +7,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vaeedof.baselines import guided_filter_fusion, mean_fusion
-from vaeedof.hybrid import compose, mix_weights
-from vaeedof.infer import Fuser
-from vaeedof.model import FusionUNet
+from vaeedof.evaluation.baselines import guided_filter_fusion, mean_fusion
+from vaeedof.fusion.engine import Fuser
+from vaeedof.nets.hybrid import compose, mix_weights
+from vaeedof.nets.unet import FusionUNet
 
 
 def _psnr(a, b):

@@ -9,8 +9,8 @@ from PIL import Image
 
 from vaeedof.cli import main
 from vaeedof.errors import VaeedofError
-from vaeedof.infer import Fuser, group_stack, ramp, tile_starts
-from vaeedof.model import FusionUNet
+from vaeedof.fusion.engine import Fuser, group_stack, ramp, tile_starts
+from vaeedof.nets.unet import FusionUNet
 
 from .conftest import SHARED_MIRROR
 from .synthetic import random_vae
@@ -81,8 +81,46 @@ def _png(path, size=(40, 30), mode="RGB", value=None):
     return str(path)
 
 
+def test_latent_mode_stays_latent_on_sides_not_multiple_of_64(monkeypatch):
+    """The padding of odd-sized images must not be taken for the output mode: latent mode never
+    composes the hybrid output (it did whenever a side was not a multiple of 64)."""
+    import vaeedof.fusion.engine as engine
+
+    def no_hybrid(*args, **kwargs):
+        raise AssertionError("latent mode composed the hybrid output")
+
+    monkeypatch.setattr(engine, "compose", no_hybrid)
+    model = FusionUNet(16, 7, (16, 32, 64), 2)
+    fuser = Fuser(model, random_vae(), "cpu", tile=64, mode="hybrid")
+    for size in ((64, 64), (70, 90), (100, 130)):
+        out = fuser.fuse([torch.rand(3, *size) for _ in range(2)], mode="latent")
+        assert out.shape == (3, *size)
+    with pytest.raises(AssertionError, match="composed the hybrid"):
+        fuser.fuse([torch.rand(3, 70, 90) for _ in range(2)], mode="hybrid")
+
+
+def _truncated_jpeg(path):
+    _png(path.with_suffix(".full.jpg"), (64, 48))
+    data = path.with_suffix(".full.jpg").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _bomb_png(path, side=100_000):
+    """A PNG whose header claims side x side pixels (its data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+                     + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize("case", ["none", "sizes", "corrupt", "empty", "format", "folder", "same",
-                                  "checkpoint"])
+                                  "checkpoint", "truncated", "bomb"])
 def test_fuse_command_errors(tmp_path, capsys, case):
     a, b = _png(tmp_path / "a.png"), _png(tmp_path / "b.png")
     out = str(tmp_path / "out.png")
@@ -95,7 +133,11 @@ def test_fuse_command_errors(tmp_path, capsys, case):
         "folder": [a, b, "-o", str(tmp_path / "missing/out.png")],
         "same": [a, b, "-o", a],
         "checkpoint": [a, b, "-o", out, "--checkpoint", str(tmp_path / "none.safetensors")],
+        "truncated": [a, str(tmp_path / "cut.jpg"), "-o", out],
+        "bomb": [a, str(tmp_path / "bomb.png"), "-o", out],
     }[case]
+    _truncated_jpeg(tmp_path / "cut.jpg")
+    _bomb_png(tmp_path / "bomb.png")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (tmp_path / "empty.png").write_bytes(b"")
     before = (tmp_path / "a.png").read_bytes()
@@ -104,7 +146,9 @@ def test_fuse_command_errors(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("vaeedof: error:"), err
     expected = {"none": "matches no file", "sizes": "c.png 41x30", "corrupt": "bad.jpg",
                 "empty": "empty file", "format": "unsupported output format",
-                "folder": "does not exist", "same": "one of the inputs", "checkpoint": "no trained model"}
+                "folder": "does not exist", "same": "one of the inputs", "checkpoint": "no trained model",
+                "truncated": "cut.jpg: unreadable or corrupt image (image file is truncated",
+                "bomb": "bomb.png: 100000x100000 pixels exceeds the limit"}
     assert expected[case] in err[0]
     assert (tmp_path / "a.png").read_bytes() == before
     assert not (tmp_path / "out.png").exists()
@@ -114,8 +158,8 @@ def test_fuse_command_errors(tmp_path, capsys, case):
 def test_fuse_real_pair_tiled_matches_whole(tmp_path, monkeypatch):
     """A real Lytro pair through TAEF2 and an (untrained, mean-selecting) U-Net: tiled and whole
     results agree, and the tiled output has no seam lines at tile borders."""
-    from vaeedof.images import read_image
-    from vaeedof.vae import load_vae, psnr
+    from vaeedof.images import psnr, read_image
+    from vaeedof.nets.vae import load_vae
 
     monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
     vae = load_vae("taef2", tmp_path / "res")
@@ -137,7 +181,7 @@ def test_fuse_command_writes_16_bit_with_profile(tmp_path, monkeypatch, capsys):
     from safetensors.torch import save_file
 
     from vaeedof.images import load_image
-    from vaeedof.vae import load_vae
+    from vaeedof.nets.vae import load_vae
 
     monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
     vae = load_vae("taef2", tmp_path / "resources")
@@ -158,3 +202,34 @@ def test_fuse_command_writes_16_bit_with_profile(tmp_path, monkeypatch, capsys):
     assert "a.png: the VAE reconstructs this input at" in capsys.readouterr().err
     out = load_image(tmp_path / "fused.png")
     assert out.bits == 16 and out.pixels.shape == (3, 96, 128)
+
+
+def test_fuse_tile_and_vae_check_window_follow_infer_tile(tmp_path, monkeypatch):
+    """`vaeedof fuse` without --tile uses infer.tile of the params file (the schema's default
+    outside a project), and the VAE check judges large inputs on a window of that size."""
+    import vaeedof.fusion.files as files
+    import vaeedof.fusion.loader as loader
+
+    seen = {}
+
+    def fake_load_fuser(checkpoint, device, tile, *args, **kwargs):
+        seen["tile"] = tile
+        return Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=tile)
+
+    def fake_check(vae, named, threshold, window):
+        seen["window"] = window
+        return [40.0 for _ in named]
+
+    monkeypatch.setattr(loader, "load_fuser", fake_load_fuser)
+    monkeypatch.setattr(files, "check_inputs", fake_check)
+    monkeypatch.chdir(tmp_path)
+    a, b = _png(tmp_path / "a.png", (70, 50)), _png(tmp_path / "b.png", (70, 50))
+    assert main(["--params", str(tmp_path / "none.yaml"), "fuse", a, b, "-o", "o.png"]) == 0
+    assert seen == {"tile": 512, "window": 512}
+    from .conftest import ROOT
+
+    (tmp_path / "p.yaml").write_text((ROOT / "params.yaml").read_text().replace("tile: 512", "tile: 128"))
+    assert main(["--params", "p.yaml", "fuse", a, b, "-o", "o.png"]) == 0
+    assert seen == {"tile": 128, "window": 128}
+    assert main(["--params", "p.yaml", "fuse", a, b, "-o", "o.png", "--tile", "64"]) == 0
+    assert seen == {"tile": 64, "window": 64}

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from vaeedof import latents
-from vaeedof.latents import LatentShards
+from vaeedof.training import latents
+from vaeedof.training.latents import LatentShards
 
 from .synthetic import random_vae, write_patch_set
 

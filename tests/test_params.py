@@ -65,3 +65,37 @@ def test_missing_and_broken_files(tmp_path):
     broken.write_text("seed: [1,\n")
     with pytest.raises(VaeedofError, match="not valid YAML"):
         params_mod.load(broken)
+
+
+def test_defaults_have_one_source():
+    """The schema is the one home of defaults: params.py keeps none of its own, and the demo's
+    params.yaml states exactly the schema's default wherever it gives a key that has one."""
+    import vaeedof.params as module
+
+    assert not hasattr(module, "DEFAULTS")
+    defaults, given = params_mod.schema_defaults(), _raw()
+
+    def leaves(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    flat_defaults = dict(leaves(defaults))
+    differing = {key: (value, flat_defaults[key]) for key, value in leaves(given)
+                 if key in flat_defaults and flat_defaults[key] != value}
+    assert not differing, differing
+    # A params file holding only the required keys gives the demo's parameters.
+    required = {"seed": given["seed"],
+                "assets": {k: given["assets"][k] for k in ("subjects", "backgrounds", "hdris")},
+                "scenes": {k: given["scenes"][k] for k in ("train", "test")},
+                "render": {k: given["render"][k] for k in ("resolution", "samples")},
+                "vae": given["vae"], "train": {"steps": given["train"]["steps"]}}
+    assert params_mod.validate(required) == params_mod.load(ROOT / "params.yaml")
+
+
+def test_fuse_settings_outside_a_project_come_from_the_schema(tmp_path):
+    settings = params_mod.load_or_defaults(tmp_path / "no-params.yaml")
+    assert settings["infer"]["tile"] == params_mod.schema_defaults()["infer"]["tile"]
+    assert settings["fusion"]["output"] == "hybrid" and settings["assets"]["mirrors"] == []

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaeedof import patches
 from vaeedof.errors import VaeedofError
+from vaeedof.training import patches
 
 from .conftest import tiny_params
 

@@ -22,10 +22,10 @@ import torch
 import yaml
 from PIL import Image
 
-from vaeedof import checkpoints, latents
 from vaeedof.assets import fetch, registry
 from vaeedof.cli import main
 from vaeedof.errors import VaeedofError
+from vaeedof.training import checkpoints, latents
 
 from .conftest import SHARED_MIRROR, tiny_params
 from .synthetic import make_latent_set, random_vae, write_patch_set
@@ -277,7 +277,7 @@ def test_download_interrupted_halfway_never_takes_the_final_name(tmp_path, monke
 @pytest.mark.parametrize("uri", [CLOSED_PORT_URI, "sqlite:////proc/vaeedof-mlflow.db"],
                          ids=["unreachable", "read-only"])
 def test_mlflow_store_that_cannot_be_written_fails_before_training(tmp_path, monkeypatch, uri):
-    from vaeedof.train import train
+    from vaeedof.training.train import train
 
     patches, cache = make_latent_set(tmp_path, count=8)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -323,7 +323,7 @@ def test_training_checkpoint_with_code_is_refused_not_executed(tmp_path, monkeyp
 def _export_tiny(tmp_path, **info_changes):
     from safetensors.torch import save_file
 
-    from vaeedof.model import FusionUNet
+    from vaeedof.nets.unet import FusionUNet
 
     model = FusionUNet(32, 3, (8, 16, 32), 2)
     weights = tmp_path / "model.safetensors"
@@ -376,8 +376,8 @@ def tiny_model(tmp_path_factory):
         pytest.skip("no TAEF2 weights")
     from safetensors.torch import save_file
 
-    from vaeedof.model import FusionUNet
-    from vaeedof.vae import load_vae
+    from vaeedof.nets.unet import FusionUNet
+    from vaeedof.nets.vae import load_vae
 
     root = tmp_path_factory.mktemp("model")
     os.environ["VAEEDOF_ASSET_MIRROR"] = str(SHARED_MIRROR)
@@ -478,8 +478,8 @@ def test_fuse_default_mode_falls_back_for_a_checkpoint_without_the_hybrid_mix(
     (tmp_path / "m.safetensors").write_bytes((tiny_model / "m.safetensors").read_bytes())
     params = tiny_params() | {"fusion": {"output": "hybrid", "hybrid_radius": 2}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    image = tmp_path / "a.png"
-    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(image)
+    image = tmp_path / "a.png"  # sides not multiples of 64: padded, as real photographs are
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)).save(image)
     monkeypatch.delenv("VAEEDOF_PARAMS", raising=False)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out.png"
@@ -491,3 +491,8 @@ def test_fuse_default_mode_falls_back_for_a_checkpoint_without_the_hybrid_mix(
         assert code == 2 and "trained without the hybrid loss" in err and not out.exists()
     else:
         assert code == 0 and "using the latent output mode" in err and out.exists()
+        latent = tmp_path / "latent.png"
+        assert main(["fuse", str(image), str(image), "-o", str(latent), "--checkpoint", "m.safetensors",
+                     "--resources", str(tiny_model / "resources"), "--tile", "64", "--no-vae-check",
+                     "--mode", "latent"]) == 0
+        assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(latent)))

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from vaeedof import checkpoints
 from vaeedof.errors import VaeedofError
-from vaeedof.train import train
+from vaeedof.training import checkpoints
+from vaeedof.training.train import train
 
 from .conftest import tiny_params
 from .synthetic import make_latent_set, random_vae
@@ -44,7 +44,7 @@ def _ema_weights(out):
 
 def test_overfit_loss_falls_tenfold():
     """A handful of samples: each input holds the target in one band and noise elsewhere."""
-    from vaeedof.model import build_model
+    from vaeedof.nets.unet import build_model
 
     params = _params()
     generator = torch.Generator().manual_seed(0)

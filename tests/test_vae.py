@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vaeedof.errors import VaeedofError
-from vaeedof.images import read_image
-from vaeedof.vae import SPECS, TinyVAE, load_state_dict, load_vae, psnr
+from vaeedof.images import psnr, read_image
+from vaeedof.nets.vae import SPECS, TinyVAE, load_state_dict, load_vae
 
 from .conftest import SHARED_MIRROR
 

@@ -1,4 +1,5 @@
-"""Atomic writes: a file or directory appears complete or not at all.
+"""Atomic writes: a file or directory appears complete or not at all; and reading the JSON they
+wrote back, with one clear line when it is missing or damaged.
 
 Everything is first written next to its destination under a hidden temporary name, then renamed,
 so an interrupted run never leaves a half-written artifact that looks complete.
@@ -13,6 +14,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import VaeedofError
 
 # mkstemp/mkdtemp create private (0600/0700) entries; finished artifacts get the usual modes.
 _UMASK = os.umask(0)
@@ -60,6 +63,19 @@ def write_json(dest: str | os.PathLike, obj) -> None:
     write_text(dest, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_csv(dest: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None) -> None:
+    """Rows of dicts as CSV (header from the first row unless given; None written empty)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames or list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_text(dest, buffer.getvalue())
+
+
 def save_image(image, dest: str | os.PathLike, **save_kwargs) -> None:
     """Save a PIL image atomically; the format follows the destination's extension."""
     dest = Path(dest)
@@ -82,3 +98,14 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json(path: str | os.PathLike, missing_hint: str):
+    """Parse a JSON file; a missing file says what produces it (`missing_hint`)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: not found ({missing_hint})") from None
+    except json.JSONDecodeError as exc:
+        raise VaeedofError(f"{path}: not valid JSON ({exc})") from None

@@ -4,13 +4,16 @@ thin calls of these."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from . import params as params_mod
+from .devices import CHOICES as DEVICE_CHOICES
 from .errors import VaeedofError
 from .logs import get_logger, setup_logging
+
+# Inputs the frozen VAE reconstructs below this PSNR (dB) are named (the paper's safeguard).
+VAE_CHECK_DB = 27.0
 
 
 def _load_params(args) -> dict:
@@ -56,77 +59,48 @@ def cmd_scenes(args) -> None:
 
 def cmd_render(args) -> None:
     from . import scenes
-    from .render.renderer import render_scene
 
     params = _load_params(args)
-    if args.scene:
-        spec = _read_scene(Path(args.scene))
-        scenes.check_ranges(spec, params)
-        render_scene(spec, params, args.out, args.threads, args.blender_log, args.force)
-        return
-    # A whole split (the DVC stage): every scene of the split, skipping those already current.
-    log = get_logger()
-    ids = scenes.scene_ids(args.split, params["scenes"][args.split])
-    for position, scene_id in enumerate(ids, 1):
-        spec = _read_scene(scenes.scene_path(args.scenes_dir, args.split, scene_id))
-        scenes.check_ranges(spec, params)
-        render_scene(spec, params, Path(args.out) / scene_id, args.threads, args.blender_log,
+    if args.split:  # a whole split (the DVC stage), skipping scenes already current
+        from .render.split import render_split
+
+        render_split(params, args.split, args.scenes_dir, args.out, args.threads, args.blender_log,
                      args.force)
-        log.info("render %s: %d/%d scenes", args.split, position, len(ids))
-    _remove_stale(Path(args.out), set(ids))
+        return
+    from .render.renderer import render_scene
 
-
-def _remove_stale(out: Path, keep: set[str]) -> None:
-    import shutil
-
-    if out.is_dir():
-        for child in out.iterdir():
-            if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
-                get_logger().info("removing %s (no longer in the scene list)", child)
-                shutil.rmtree(child)
-
-
-def _read_scene(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VaeedofError(f"{path}: scene file not found (run `vaeedof scenes`)") from None
-    except json.JSONDecodeError as exc:
-        raise VaeedofError(f"{path}: not valid JSON ({exc})") from None
+    spec = scenes.read_scene(args.scene)
+    scenes.check_ranges(spec, params)
+    render_scene(spec, params, args.out, args.threads, args.blender_log, args.force)
 
 
 def cmd_contact_sheet(args) -> None:
-    from . import contact_sheet
+    from .render import contact_sheet, layout
 
-    params = _load_params(args)
-    count = params["render"]["contact_sheet_scenes"]
-    from .dataset import rendered_scenes
-
-    dirs = rendered_scenes(args.data)[:count]
-    contact_sheet.write(dirs, args.out)
+    count = _load_params(args)["render"]["contact_sheet_scenes"]
+    contact_sheet.write(layout.rendered_scenes(args.data)[:count], args.out)
 
 
 def cmd_patches(args) -> None:
-    from . import patches
+    from .training import patches
 
     patches.extract(_load_params(args), args.data, args.out)
 
 
 def cmd_latents(args) -> None:
-    import torch
-
-    from . import latents
-    from .vae import load_from_params
+    from .devices import resolve_device
+    from .nets.vae import load_from_params
+    from .training import latents
 
     params = _load_params(args)
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # encoding is the whole cost: GPU when there
-    latents.build(load_from_params(params, args.resources).to(device), args.patches, args.out)
+    vae = load_from_params(params, args.resources).to(resolve_device(args.device))
+    latents.build(vae, args.patches, args.out)
 
 
 def cmd_train(args) -> None:
-    from .launch import relaunch, resolve_nproc
-    from .train import train
-    from .vae import load_from_params
+    from .nets.vae import load_from_params
+    from .training.launch import relaunch, resolve_nproc
+    from .training.train import train
 
     params = _load_params(args)  # checked before spawning processes
     if args.nproc:
@@ -137,7 +111,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from .runs import DEFAULT_METRICS, recent_runs, table
+    from .tracking import DEFAULT_METRICS, recent_runs, table
 
     runs = recent_runs(args.limit, args.kind, args.tracking_uri)
     if not runs:
@@ -147,103 +121,79 @@ def cmd_runs(args) -> None:
 
 def cmd_vae_check(args) -> None:
     """The paper's deployment safeguard: how well the VAE reconstructs each input."""
-    import torch
-
+    from .fusion.vae_check import check_inputs
     from .images import read_image
-    from .vae import load_from_params, psnr
+    from .nets.vae import load_from_params
 
-    params = _load_params(args)
+    params = params_mod.load_or_defaults(args.params)
     vae = load_from_params(params, args.resources)
-    worst = float("inf")
-    for path in args.images:
-        image = read_image(path)
-        with torch.no_grad():
-            value = psnr(vae.reconstruct(image[None]), image[None])
-        worst = min(worst, value)
+    scores = check_inputs(vae, [(path, read_image(path)) for path in args.images], args.warn_below,
+                          args.window or params["infer"]["tile"])
+    for path, value in zip(args.images, scores, strict=True):
         flag = "  LOW: fusion quality will be limited here" if value < args.warn_below else ""
         print(f"{path}\t{value:.2f} dB{flag}")
-    if worst < args.warn_below:
-        get_logger().warning("some inputs reconstruct below %.1f dB through %s", args.warn_below,
-                             params["vae"]["name"])
 
 
 def cmd_fuse(args) -> None:
-    from .fusion import expand_inputs, fuse_files
+    from .fusion.files import expand_inputs, fuse_files
 
     inputs = expand_inputs(args.images)
-    params = params_mod.load(args.params) if Path(args.params).exists() else None
-    mirrors = params["assets"]["mirrors"] if params else []
-    mode = args.mode or (params["fusion"]["output"] if params else "latent")
-    fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile, args.resources, mirrors,
-               None if args.no_vae_check else args.vae_check_db, mode,
+    params = params_mod.load_or_defaults(args.params)
+    fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile or params["infer"]["tile"],
+               args.resources, params["assets"]["mirrors"],
+               None if args.no_vae_check else args.vae_check_db, args.mode or params["fusion"]["output"],
                strict_mode=args.mode is not None)  # a mode from params falls back to latent
 
 
-def cmd_infer(args) -> None:
-    from .evaluate import infer
-    from .infer import load_fuser
+def _fuser(args, params: dict):
+    from .fusion.loader import load_fuser
 
-    params = _load_params(args)
-    fuser = load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
-                       params["assets"]["mirrors"])
-    infer(args.data, args.out, fuser)
+    return load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
+                      params["assets"]["mirrors"])
+
+
+def cmd_infer(args) -> None:
+    from .evaluation.infer import infer
+
+    infer(args.data, args.out, _fuser(args, _load_params(args)))
 
 
 def cmd_evaluate(args) -> None:
-    from . import analysis
-    from .evaluate import checkpoint_info, evaluate
-    from .tracking import check_store, log_evaluation
+    from .evaluation.evaluate import run
 
-    params = _load_params(args)
-    cfg, reports = params["evaluate"], Path(args.reports)
-    if not args.no_mlflow:
-        check_store()
-    info = checkpoint_info(args.checkpoint)
-    summary = evaluate(args.data, args.fused, reports, info)
-    rows = analysis.difficulty_table(args.data, args.fused, cfg["difficulty_patch"], cfg["difficulty_bins"])
-    analysis.write_csv(rows, reports / "difficulty.csv")
-    analysis.plot(rows, "difficulty", "psnr", reports / "difficulty.png",
-                  "PSNR per difficulty bin (point size: patches)", size_key="patches",
-                  xlabel="difficulty: 100 - PSNR of the best input patch (dB)", ylabel="PSNR (dB)")
-    analysis.methods_sheet(args.data, args.fused, reports / "contact_sheet_methods.png",
-                           cfg["contact_sheet_scenes"])
-    if not args.no_mlflow:
-        log_evaluation(summary, params, reports)
-    print((reports / "table.md").read_text())
+    run(_load_params(args), args.data, args.fused, args.reports, args.checkpoint, not args.no_mlflow)
+    print((Path(args.reports) / "table.md").read_text())
 
 
 def cmd_real_sheet(args) -> None:
-    from . import analysis
-    from .infer import load_fuser
+    from .evaluation.real import find_stacks, real_stacks_sheet
 
     params = _load_params(args)
     cfg = params["evaluate"]
-    folders = args.stacks or cfg["real_stacks"]
-    stacks = analysis.find_stacks(folders, cfg["real_stacks_max"])
-    fuser = load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
-                       params["assets"]["mirrors"])
-    analysis.real_stacks_sheet(stacks, fuser, Path(args.out))
+    stacks = find_stacks(args.stacks or cfg["real_stacks"], cfg["real_stacks_max"])
+    real_stacks_sheet(stacks, _fuser(args, params), Path(args.out))
 
 
 def cmd_throughput(args) -> None:
-    from . import analysis
-    from .infer import load_fuser
+    from .evaluation.figures import write_throughput
 
     params = _load_params(args)
-    cfg, reports = params["evaluate"], Path(args.reports)
-    fuser = load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
-                       params["assets"]["mirrors"])
-    rows = analysis.throughput_table(fuser, cfg["throughput_size"], range(2, 8), cfg["throughput_repeats"])
-    analysis.write_csv(rows, reports / "throughput.csv")
-    analysis.plot(rows, "inputs", "images_per_s", reports / "throughput.png",
-                  f"Fused {cfg['throughput_size']} px images per second ({fuser.device})", log_y=True,
-                  xlabel="number of inputs", ylabel="fused images per second")
+    cfg = params["evaluate"]
+    write_throughput(_fuser(args, params), Path(args.reports), cfg["throughput_size"],
+                     cfg["throughput_repeats"])
+
+
+def cmd_readme(args) -> None:
+    from .evaluation.readme import update
+
+    changed = update(args.readme, args.reports, args.benchmarks, args.check)
+    print(f"{args.readme}: " + (f"regenerated {', '.join(changed)}" if changed else "figures up to date"))
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """Where the trained model and the VAE weights come from, and where it runs."""
     p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--resources", default="resources")
 
 
@@ -262,7 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", help="also write the log to this file")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_dataset_commands(sub)
+    _add_training_commands(sub)
+    _add_fusion_commands(sub)
+    _add_evaluation_commands(sub)
+    return parser
 
+
+def _add_dataset_commands(sub) -> None:
     p = sub.add_parser("check-params", help="validate the parameter file")
     p.set_defaults(func=cmd_check_params)
 
@@ -294,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_contact_sheet)
 
+
+def _add_training_commands(sub) -> None:
     p = sub.add_parser("patches", help="training patches from the rendered train split")
     p.add_argument("--data", default="data/mattingmfif/train")
     p.add_argument("--out", default="data/patches")
@@ -303,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patches", default="data/patches")
     p.add_argument("--out", default="data/latents")
     p.add_argument("--resources", default="resources")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=cmd_latents)
 
     p = sub.add_parser("train", help="train the Fusion U-Net (run under torchrun for DDP)")
@@ -310,19 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patches", default="data/patches")
     p.add_argument("--out", default="models")
     p.add_argument("--resources", default="resources")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     _add_tracking_arg(p)
     p.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is kept)")
     p.add_argument("--nproc", help="processes on this node: a number or 'auto' (GPUs, else 2 on "
                    "CPU); re-executes under torchrun. Leave out when torchrun already started it")
     p.set_defaults(func=cmd_train)
 
+
+def _add_fusion_commands(sub) -> None:
     p = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus image")
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns, in focus order")
     p.add_argument("-o", "--output", required=True, help="output .png, .jpg or .tif")
     _add_model_args(p)
-    p.add_argument("--tile", type=int, default=512, help="tile side in pixels (multiple of 64)")
-    p.add_argument("--vae-check-db", type=float, default=27.0,
+    p.add_argument("--tile", type=int, help="tile side in pixels, a multiple of 64 (default: "
+                   "infer.tile in params)")
+    p.add_argument("--vae-check-db", type=float, default=VAE_CHECK_DB,
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
     p.add_argument("--mode", choices=["latent", "hybrid"],
@@ -330,6 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "input pixels, decoded fusion elsewhere); default: fusion.output in params")
     p.set_defaults(func=cmd_fuse)
 
+    p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--resources", default="resources")
+    p.add_argument("--warn-below", type=float, default=VAE_CHECK_DB, help="warn under this PSNR (dB)")
+    p.add_argument("--window", type=int, help="judge larger images on a centred window of this "
+                   "side (default: infer.tile in params)")
+    p.set_defaults(func=cmd_vae_check)
+
+
+def _add_evaluation_commands(sub) -> None:
     p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
     p.add_argument("--data", default="data/mattingmfif/test")
     p.add_argument("--out", default="data/fused")
@@ -364,12 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "sqlite:///<cwd>/mlflow.db)")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--resources", default="resources")
-    p.add_argument("--warn-below", type=float, default=27.0, help="warn under this PSNR (dB)")
-    p.set_defaults(func=cmd_vae_check)
-    return parser
+    p = sub.add_parser("readme", help="regenerate the README's result figures from the reports")
+    p.add_argument("readme", nargs="?", default="README.md")
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--benchmarks", default="benchmarks")
+    p.add_argument("--check", action="store_true", help="change nothing; fail when a figure is stale")
+    p.set_defaults(func=cmd_readme)
+
 
 
 def main(argv: list[str] | None = None) -> int:

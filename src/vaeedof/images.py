@@ -20,6 +20,8 @@ from . import atomic
 from .errors import VaeedofError
 
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+# Bound on one input's pixels (16384^2): larger headers are refused before any decoding.
+MAX_INPUT_PIXELS = 16384 * 16384
 WRITE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
@@ -59,10 +61,31 @@ def _orient(array: np.ndarray, image: Image.Image) -> np.ndarray:
     return ops[orientation](array) if orientation in ops else array
 
 
+def _open_header(path: Path) -> Image.Image:
+    """Open for metadata with our own pixel bound (Pillow's bomb check, which ends in a
+    traceback, is replaced by it), and catch truncation that libjpeg only warns about."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        header = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    width, height = header.size
+    if width * height > MAX_INPUT_PIXELS:
+        header.close()
+        raise VaeedofError(f"{path}: {width}x{height} pixels exceeds the limit of "
+                           f"{MAX_INPUT_PIXELS:,} pixels per input")
+    if header.format in ("JPEG", "MPO"):
+        # OpenCV fills a truncated JPEG with grey and only prints a warning; Pillow raises.
+        with Image.open(path) as full:
+            full.load()
+    return header
+
+
 def load_image(path: str | os.PathLike) -> LoadedImage:
     path = Path(path)
     try:
-        with Image.open(path) as header:  # metadata only: orientation, ICC profile
+        with _open_header(path) as header:  # metadata: orientation, ICC profile
             icc = header.info.get("icc_profile")
             array = _orient(_decode(path), header)
     except FileNotFoundError:
@@ -81,9 +104,25 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(tensor, bits, icc, path)
 
 
+# Identical images: this many dB, so means over patches and scenes stay finite.
+PSNR_CAP_DB = 99.0
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB of two images in [0, 1] (torch tensors or NumPy arrays), at most PSNR_CAP_DB."""
+    diff = (a.float() - b.float()) if isinstance(a, torch.Tensor) else (np.asarray(a) - np.asarray(b))
+    mse = float((diff**2).mean())
+    return PSNR_CAP_DB if mse == 0 else min(PSNR_CAP_DB, -10.0 * float(np.log10(mse)))
+
+
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1]."""
     return load_image(path).pixels
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [0, 1] -> an 8-bit RGB image, for contact sheets and previews."""
+    return Image.fromarray((image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
 
 
 def check_output_path(path: str | os.PathLike, inputs: list[Path]) -> Path:

@@ -1,10 +1,13 @@
-"""Logging to a file and the console, and progress bars that go to the log too."""
+"""Logging to a file and the console, progress bars that go to the log too, and Blender's
+C-level console output sent to a log file."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -51,3 +54,26 @@ def progress(iterable=None, **kwargs):
     unless VAEEDOF_PROGRESS=1, so logs are not flooded with carriage returns."""
     disable = not (sys.stderr.isatty() or os.environ.get("VAEEDOF_PROGRESS") == "1")
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+# Blender's C-level chatter (which Python redirection cannot catch) goes to a log file.
+@contextlib.contextmanager
+def redirect_fds(log_path: str | os.PathLike | None) -> Iterator[None]:
+    if log_path is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from importlib import resources
 from pathlib import Path
@@ -12,79 +13,29 @@ import yaml
 
 from .errors import VaeedofError
 
-# Defaults for optional keys, so a short params file is enough; the schema documents each key.
-DEFAULTS: dict = {
-    "assets": {
-        "mirrors": [],
-        "pins": {},
-        "procedural": {
-            "subjects_train": 24,
-            "subjects_test": 8,
-            "backgrounds_train": 6,
-            "backgrounds_test": 3,
-            "hdris": 10,
-            "subject_size": 256,
-            "hdri_width": 256,
-        },
-        "local": {
-            "subjects_train": None,
-            "subjects_test": None,
-            "backgrounds_train": None,
-            "backgrounds_test": None,
-            "min_subject_size": 64,
-            "max_archive_mb": 20000,
-        },
-        "download": {"hdris": []},
-    },
-    "scenes": {
-        "planes": 5,
-        "fstop": [0.1, 1.5],
-        "focal_length_mm": [90.0, 120.0],
-        "sensor_width_mm": 36.0,
-        "plane_distance_m": [1.0, 9.5],
-        "background_distance_m": 10.0,
-        "subject_height": [0.2, 0.6],
-        "rotation_deg": [-30.0, 30.0],
-        "hdri_rotation_deg": [0.0, 360.0],
-        "world_strength": [0.8, 1.2],
-    },
-    "patches": {"size": 64, "per_scene": 8, "val_scenes": 2, "val_per_scene": 4, "shard_size": 256},
-    "model": {"max_inputs": 7, "widths": [64, 128, 256], "attention_heads": 4},
-    "train": {
-        "global_batch": 8,
-        "lr": 2.0e-4,
-        "weight_decay": 0.01,
-        "warmup_steps": 20,
-        "min_lr_ratio": 0.1,
-        "grad_clip": 1.0,
-        "ema_decay": 0.999,
-        "checkpoint_every": 100,
-        "keep_checkpoints": 3,
-        "val_every": 100,
-        "log_every": 10,
-        "augment": True,
-        "input_subset_probability": 0.5,
-        "hybrid_weight": 1.0,
-    },
-    "infer": {"tile": 512},
-    "fusion": {"output": "hybrid", "hybrid_radius": 2},
-    "evaluate": {"difficulty_patch": 32, "difficulty_bins": 6, "throughput_size": 512,
-                 "throughput_repeats": 1, "contact_sheet_scenes": 4, "real_stacks": [],
-                 "real_stacks_max": 4},
-    "render": {
-        "crop": None,
-        "test_crop": None,
-        "gt_samples": None,
-        "denoise": True,
-        "device": "CPU",
-        "contact_sheet_scenes": 4,
-    },
-}
+
+@functools.cache
+def _schema_text() -> str:
+    return resources.files("vaeedof").joinpath("schemas/params.schema.yaml").read_text()
 
 
 def schema() -> dict:
-    text = resources.files("vaeedof").joinpath("schemas/params.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return yaml.safe_load(_schema_text())
+
+
+def schema_defaults(node: dict | None = None) -> dict:
+    """The `default:` of every optional key, nested as the parameters are: the schema is the one
+    source of defaults (params.yaml states the demo's values explicitly, for DVC to track)."""
+    node = schema() if node is None else node
+    out = {}
+    for key, child in node.get("properties", {}).items():
+        if "default" in child:
+            out[key] = copy.deepcopy(child["default"])
+        elif child.get("type") == "object" and child.get("properties"):
+            nested = schema_defaults(child)
+            if nested:
+                out[key] = nested
+    return out
 
 
 def _merge(defaults: dict, given: dict) -> dict:
@@ -111,7 +62,7 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
     if errors:
         error = min(errors, key=lambda e: len(e.absolute_path))
         raise VaeedofError(f"{source}: key '{_key_path(error)}': {error.message}")
-    merged = _merge(DEFAULTS, params)
+    merged = _merge(schema_defaults(), params)
     for error in validator.iter_errors(merged):
         raise VaeedofError(f"{source}: key '{_key_path(error)}': {error.message}")
     _check_ranges(merged, source)
@@ -136,6 +87,12 @@ def _check_ranges(params: dict, source: str) -> None:
             f"{source}: key 'scenes.background_distance_m': must lie behind every subject plane "
             f"(> {scenes['plane_distance_m'][1]})"
         )
+
+
+def load_or_defaults(path: str | os.PathLike = "params.yaml") -> dict:
+    """The parameter file when it exists (a project folder), else the schema's defaults: what a
+    command that works outside a project (`vaeedof fuse`) reads its settings from."""
+    return load(path) if Path(path).exists() else schema_defaults()
 
 
 def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = None) -> dict:

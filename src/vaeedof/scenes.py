@@ -16,7 +16,6 @@ import numpy as np
 
 from . import atomic
 from .errors import VaeedofError
-from .hashing import sha256_json
 
 SPLITS = ("train", "test")
 SCENE_FORMAT = 1
@@ -149,6 +148,10 @@ def scene_path(scenes_dir: str | os.PathLike, split: str, scene_id: str) -> Path
     return Path(scenes_dir) / split / f"{scene_id}.json"
 
 
+def read_scene(path: str | os.PathLike) -> dict:
+    return atomic.read_json(path, "run `vaeedof scenes`")
+
+
 def parse_scene_id(scene_id: str) -> tuple[str, int]:
     split, _, number = scene_id.partition("_")
     if split not in SPLITS or not number.isdigit():
@@ -171,10 +174,6 @@ def write_scenes(params: dict, assets: dict, out_dir: str | os.PathLike,
         atomic.write_json(path, spec)
         written.append(path)
     return written
-
-
-def fingerprint(spec: dict) -> str:
-    return sha256_json(spec)
 
 
 def check_ranges(spec: dict, params: dict) -> None:

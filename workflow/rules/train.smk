@@ -56,6 +56,8 @@ rule train:
         seed=config["seed"],
         model=config["model"],
         train=config["train"],
+        # The hybrid mix is trained with this window radius.
+        hybrid_radius=config["fusion"]["hybrid_radius"],
     log:
         "logs/train/train.log",
     benchmark:

@@ -120,7 +120,7 @@ def pin(asset: RemoteAsset, resources_dir: str | os.PathLike = "resources") -> s
 def install_metric_weights(asset: RemoteAsset, path: Path) -> Path:
     """Copy verified learned-metric weights where pyiqa/torchvision look for them (the torch hub
     cache), so the evaluation finds them without a download."""
-    from ..metrics import torch_hub_dir
+    from ..evaluation.metrics import torch_hub_dir
 
     target = torch_hub_dir() / asset.kind.split(":", 1)[1] / asset.filename
     with atomic.atomic_path(target) as tmp:

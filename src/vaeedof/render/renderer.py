@@ -14,14 +14,15 @@ from PIL import Image
 from .. import atomic
 from ..errors import VaeedofError
 from ..hashing import sha256_file, sha256_json
-from ..logs import get_logger
-from ..quiet import redirect_fds
+from ..logs import get_logger, redirect_fds
+from . import layout
 
 NO_PLANE = 255
 RENDER_FORMAT = 1
 
 
-def render_settings(params: dict, threads: int) -> dict:
+def render_settings(params: dict) -> dict:
+    """What the pixels depend on (threads do not change them)."""
     render = params["render"]
     return {
         "format": RENDER_FORMAT,
@@ -54,13 +55,13 @@ def is_current(out_dir: Path, spec: dict, settings: dict) -> bool:
         meta = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return False
-    names = [f"focus_{k}.png" for k in spec["focus_order"]] + ["gt.png", "index.png"]
+    names = layout.image_files(spec) + [layout.INDEX_FILE]
     if meta.get("fingerprint") != fingerprint(spec, settings):
         return False
     if not all((out_dir / n).exists() for n in names):
         return False
-    if not (out_dir / "scene.json").exists():
-        atomic.write_json(out_dir / "scene.json", meta)
+    if not (out_dir / layout.SCENE_FILE).exists():
+        atomic.write_json(out_dir / layout.SCENE_FILE, meta)
     return True
 
 
@@ -92,7 +93,7 @@ def render_scene(spec: dict, params: dict, out_dir: str | os.PathLike, threads: 
 
     log = get_logger()
     out_dir = Path(out_dir)
-    settings = render_settings(params, threads)
+    settings = render_settings(params)
     if not force and is_current(out_dir, spec, settings):
         log.info("%s: up to date", out_dir)
         return False
@@ -113,12 +114,12 @@ def render_scene(spec: dict, params: dict, out_dir: str | os.PathLike, threads: 
         for k in spec["focus_order"]:
             camera.data.dof.focus_distance = planes[k]["distance_m"]
             tick = time.perf_counter()
-            bs.render_to(tmp / f"focus_{k}.png")
+            bs.render_to(tmp / layout.focus_file(k))
             timings[f"focus_{k}"] = round(time.perf_counter() - tick, 3)
         camera.data.dof.use_dof = False
         bpy.context.scene.cycles.samples = settings["gt_samples"]
         tick = time.perf_counter()
-        bs.render_to(tmp / "gt.png")
+        bs.render_to(tmp / layout.GT_FILE)
         timings["gt"] = round(time.perf_counter() - tick, 3)
         # Plane index: flat ID colours, one sample at the pixel centre, nothing blended.
         bs.use_id_materials(objects)
@@ -132,13 +133,13 @@ def render_scene(spec: dict, params: dict, out_dir: str | os.PathLike, threads: 
         id_render = np.asarray(Image.open(tmp / "id_raw.png").convert("RGB"))
         (tmp / "id_raw.png").unlink()
         index = decode_index(id_render, len(planes))
-        Image.fromarray(index, mode="L").save(tmp / "index.png")
+        Image.fromarray(index, mode="L").save(tmp / layout.INDEX_FILE)
         meta = dict(spec)
         meta["render"] = dict(settings, device_used=device, threads=threads,
                               blender=bpy.app.version_string)
         meta["fingerprint"] = fingerprint(spec, settings)
         meta["render_seconds"] = dict(timings, total=round(time.perf_counter() - started, 3))
-        atomic.write_json(tmp / "scene.json", meta)
+        atomic.write_json(tmp / layout.SCENE_FILE, meta)
         atomic.write_json(tmp / COMPLETE, meta)
     log.info("%s: rendered in %.1f s (%s)", out_dir, time.perf_counter() - started, device)
     return True

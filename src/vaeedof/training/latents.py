@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import atomic
-from .logs import get_logger, progress
+from .. import atomic
+from ..logs import get_logger, progress
 from .patches import read_manifest
 
 

@@ -1,30 +1,21 @@
 """Figures of the evaluation: the per-patch difficulty analysis (the paper's Figure 4), fusion
-throughput versus the number of inputs (Figure 6), and contact sheets of the methods."""
+throughput versus the number of inputs (Figure 6), and the contact sheet of the methods."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from . import atomic
+from .. import atomic
+from ..images import psnr, read_image, to_pil
+from ..render import layout
+from ..render.contact_sheet import labelled_row, save_rows
 from .baselines import fusion_methods
-from .contact_sheet import labelled_row, save_rows
-from .errors import VaeedofError
-from .evaluate import load_inputs
-from .images import read_image
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a - b) ** 2))
-    return 99.0 if mse == 0 else min(99.0, -10 * np.log10(mse))
+from .infer import read_manifest
 
 
 def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, patch: int = 32,
@@ -33,10 +24,10 @@ def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, 
     input tile is from the GT tile (100 - its PSNR, so harder = larger). Per difficulty bin and
     method: the mean PSNR of the method's tiles and the tile count."""
     fused_dir = Path(fused_dir)
-    manifest = json.loads((fused_dir / "manifest.json").read_text())
+    manifest = read_manifest(fused_dir)
     records = []  # (difficulty, method, psnr)
     for scene in manifest["scenes"]:
-        inputs, gt = load_inputs(Path(data_dir) / scene)
+        inputs, gt = layout.load_tensors(Path(data_dir) / scene)
         stack = torch.stack(inputs).numpy()
         gt = gt.numpy()
         results = {m: read_image(fused_dir / m / f"{scene}.png").numpy() for m in manifest["methods"]}
@@ -45,9 +36,9 @@ def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, 
             for x in range(0, width - patch + 1, patch):
                 window = (slice(None), slice(y, y + patch), slice(x, x + patch))
                 target = gt[window]
-                best = max(_psnr(image[window], target) for image in stack)
+                best = max(psnr(image[window], target) for image in stack)
                 for method, image in results.items():
-                    records.append((100.0 - best, method, _psnr(image[window], target)))
+                    records.append((100.0 - best, method, psnr(image[window], target)))
     difficulties = np.array([r[0] for r in records])
     # Equal-count bins; ties can merge edges, leaving fewer (at least one) bins.
     edges = np.unique(np.quantile(difficulties, np.linspace(0, 1, bins + 1)))
@@ -67,7 +58,7 @@ def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, 
     return rows
 
 
-def throughput_table(fuser, size: int = 512, counts=range(2, 8), repeats: int = 1) -> list[dict]:
+def throughput_table(fuser, size: int, counts=range(2, 8), repeats: int = 1) -> list[dict]:
     """Fused size x size images per second versus the number of inputs, model and baselines."""
     methods = fusion_methods(fuser)
     generator = torch.Generator().manual_seed(0)
@@ -84,14 +75,6 @@ def throughput_table(fuser, size: int = 512, counts=range(2, 8), repeats: int = 
             rows.append({"inputs": count, "method": method, "images_per_s": round(1.0 / seconds, 4),
                          "device": str(fuser.device)})
     return rows
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(path, buffer.getvalue())
 
 
 def plot(rows: list[dict], x: str, y: str, path: Path, title: str, size_key: str | None = None,
@@ -123,56 +106,30 @@ def methods_sheet(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, pat
                   scenes: int = 4, tile: int = 128) -> None:
     """Rows: inputs | every method | GT, for the first test scenes."""
     fused_dir = Path(fused_dir)
-    manifest = json.loads((fused_dir / "manifest.json").read_text())
+    manifest = read_manifest(fused_dir)
     rows = []
     for scene in manifest["scenes"][:scenes]:
-        inputs, gt = load_inputs(Path(data_dir) / scene)
+        inputs, gt = layout.load_tensors(Path(data_dir) / scene)
         images = [(f"input {k}", im) for k, im in enumerate(inputs)]
         images += [(m, read_image(fused_dir / m / f"{scene}.png")) for m in manifest["methods"]]
         images.append(("GT", gt))
-        rows.append(labelled_row([(label, _pil(image)) for label, image in images], tile, tile))
+        rows.append(labelled_row([(label, to_pil(image)) for label, image in images], tile, tile))
     save_rows(rows, path)
 
 
-def _pil(image: torch.Tensor) -> Image.Image:
-    return Image.fromarray((image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+def write_difficulty(data_dir, fused_dir, reports: Path, patch: int, bins: int) -> None:
+    """reports/difficulty.csv and .png (Figure 4)."""
+    rows = difficulty_table(data_dir, fused_dir, patch, bins)
+    atomic.write_csv(reports / "difficulty.csv", rows)
+    plot(rows, "difficulty", "psnr", reports / "difficulty.png",
+         "PSNR per difficulty bin (point size: patches)", size_key="patches",
+         xlabel="difficulty: 100 - PSNR of the best input patch (dB)", ylabel="PSNR (dB)")
 
 
-def find_stacks(folders: list[str], limit: int) -> list[list[Path]]:
-    """Stacks (lists of image files) in the given folders: a folder of images is one stack, a
-    folder of such folders holds several; at most `limit`, in name order."""
-    from .images import READ_SUFFIXES
-
-    def images_in(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
-
-    stacks = []
-    for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise VaeedofError(f"{folder}: real stack folder not found (evaluate.real_stacks)")
-        direct = images_in(folder)
-        candidates = [direct] if len(direct) >= 2 else [images_in(sub) for sub in sorted(folder.iterdir())
-                                                        if sub.is_dir()]
-        stacks += [c for c in candidates if len(c) >= 2]
-    return stacks[:limit]
-
-
-def real_stacks_sheet(stacks: list[list[Path]], fuser, path: Path, tile: int = 160,
-                      shown_inputs: int = 3) -> None:
-    """Rows: a few inputs | the model and the baselines, for real focus stacks (no GT)."""
-    methods = fusion_methods(fuser)
-    rows = []
-    for stack in stacks:
-        images = [read_image(p) for p in stack]
-        if len({tuple(im.shape) for im in images}) > 1:
-            raise VaeedofError(f"{stack[0].parent}: stack images differ in size")
-        with torch.no_grad():
-            results = [(name, fn(images)) for name, fn in methods.items()]
-        picks = np.linspace(0, len(images) - 1, min(shown_inputs, len(images))).round().astype(int)
-        shown = [(stack[i].name, images[i]) for i in picks] + results
-        height = round(tile * images[0].shape[1] / images[0].shape[2])
-        labelled = [(f"{stack[0].parent.name}: {label}"[:26], _pil(image)) for label, image in shown]
-        rows.append(labelled_row(labelled, tile, height))
-    if not rows:
-        raise VaeedofError("no real stacks found")
-    save_rows(rows, path)
+def write_throughput(fuser, reports: Path, size: int, repeats: int) -> None:
+    """reports/throughput.csv and .png (Figure 6)."""
+    rows = throughput_table(fuser, size, range(2, 8), repeats)
+    atomic.write_csv(reports / "throughput.csv", rows)
+    plot(rows, "inputs", "images_per_s", reports / "throughput.png",
+         f"Fused {size} px images per second ({fuser.device})", log_y=True,
+         xlabel="number of inputs", ylabel="fused images per second")

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 
-from .errors import VaeedofError
+from ..errors import VaeedofError
 
 
 def resolve_nproc(value: str) -> int:

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import VaeedofError
-from .hashing import sha256_file
+from ..errors import VaeedofError
+from ..hashing import sha256_file
 
 SCALE = 8  # spatial down-sampling factor of every supported VAE
 
@@ -164,8 +164,8 @@ def weight_paths(name: str, resources_dir: str | os.PathLike = "resources",
                  mirrors: list[str] | None = None, pins: dict | None = None) -> tuple[Path, Path]:
     """Verified encoder and decoder files of a registered VAE, through the asset layer
     (downloads/ cache, mirror folders, then the network); `pins` supplies missing checksums."""
-    from .assets.fetch import resolve
-    from .assets.registry import lookup, with_pins
+    from ..assets.fetch import resolve
+    from ..assets.registry import lookup, with_pins
 
     spec_for(name)
     pins = pins or {}
@@ -185,9 +185,3 @@ def load_from_params(params: dict, resources_dir: str | os.PathLike = "resources
                      device: str | torch.device = "cpu") -> TinyVAE:
     return load_vae(params["vae"]["name"], resources_dir, params["assets"]["mirrors"], device,
                     pins=params["vae"].get("sha256"))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()

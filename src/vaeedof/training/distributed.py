@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -26,7 +28,7 @@ def init(device: str = "auto") -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    use_cuda = resolve_device(device).type == "cuda"  # training runs on CUDA or the CPU
     if use_cuda:
         torch.cuda.set_device(local_rank)
         chosen = torch.device("cuda", local_rank)

@@ -11,22 +11,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from . import atomic
-from .dataset import rendered_scenes
-from .errors import VaeedofError
-from .hashing import sha256_json
-from .logs import get_logger, progress
+from .. import atomic
+from ..errors import VaeedofError
+from ..hashing import sha256_json
+from ..logs import get_logger, progress
+from ..render import layout
 
 PATCH_FORMAT = 1
-
-
-def load_scene_stack(scene_dir: Path) -> np.ndarray:
-    """(inputs + 1, H, W, 3) uint8: focus renders in scene.json order, then the GT."""
-    meta = json.loads((scene_dir / "scene.json").read_text())
-    names = [f"focus_{k}.png" for k in meta["focus_order"]] + ["gt.png"]
-    return np.stack([np.asarray(Image.open(scene_dir / n).convert("RGB")) for n in names])
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -75,7 +67,7 @@ class _ShardWriter:
 def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write train/ and val/ shards plus manifest.json under out_dir; return the manifest path."""
     cfg = params["patches"]
-    scene_dirs = rendered_scenes(data_dir)
+    scene_dirs = layout.rendered_scenes(data_dir)
     if len(scene_dirs) <= cfg["val_scenes"]:
         raise VaeedofError(f"{data_dir}: {len(scene_dirs)} train scenes, need more than "
                            f"patches.val_scenes = {cfg['val_scenes']}")
@@ -83,7 +75,7 @@ def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     groups = {"train": scene_dirs[: len(scene_dirs) - cfg["val_scenes"]], "val": held_out}
     out_dir = Path(out_dir)
     source = sha256_json({"seed": params["seed"], "patches": cfg, "format": PATCH_FORMAT, "scenes": [
-        (d.name, json.loads((d / "scene.json").read_text())["fingerprint"]) for d in scene_dirs]})
+        (d.name, layout.read_meta(d)["fingerprint"]) for d in scene_dirs]})
     existing = out_dir / "manifest.json"
     if existing.exists() and json.loads(existing.read_text()).get("source") == source:
         get_logger().info("%s: up to date", out_dir)
@@ -95,7 +87,7 @@ def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLik
             per_scene = cfg["per_scene"] if split == "train" else cfg["val_per_scene"]
             for scene_dir in progress(dirs, desc=f"patches/{split}"):
                 rng = np.random.default_rng([params["seed"], 77, scene_dirs.index(scene_dir)])
-                writer.add(_crops(load_scene_stack(scene_dir), cfg["size"], per_scene, rng))
+                writer.add(_crops(layout.load_uint8(scene_dir), cfg["size"], per_scene, rng))
             shards = writer.close()
             inputs = int(np.load(tmp / shards[0]["file"], mmap_mode="r").shape[1]) - 1 if shards else 0
             manifest["splits"][split] = {"shards": shards, "count": len(dirs) * per_scene,
@@ -107,8 +99,4 @@ def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLik
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
-    path = Path(directory) / "manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise VaeedofError(f"{path}: not found (run the previous stage first)") from None
+    return atomic.read_json(Path(directory) / "manifest.json", "run the previous stage first")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import atomic
+from .. import atomic
+from . import layout
 
 # Distinct colours for plane indices (last: no plane).
 _PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -24,10 +24,10 @@ def colorize_index(index: np.ndarray) -> np.ndarray:
 
 
 def scene_row(scene_dir: Path, tile: int) -> Image.Image:
-    meta = json.loads((scene_dir / "scene.json").read_text())
-    names = [f"focus_{k}.png" for k in meta["focus_order"]] + ["gt.png"]
+    meta = layout.read_meta(scene_dir)
+    names = layout.image_files(meta)
     tiles = [Image.open(scene_dir / n).convert("RGB") for n in names]
-    index = np.asarray(Image.open(scene_dir / "index.png"))
+    index = np.asarray(Image.open(scene_dir / layout.INDEX_FILE))
     tiles.append(Image.fromarray(colorize_index(index)))
     labels = [f"focus {meta['planes'][k]['distance_m']:.1f} m" for k in meta["focus_order"]]
     labels += ["GT (no DOF)", "plane index"]

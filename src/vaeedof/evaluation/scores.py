@@ -1,77 +1,35 @@
-"""Evaluation on the rendered test split: fuse every test scene with the model and the
-baselines (`infer`), then score every result against the ground truth (`evaluate`).
-
-Methods: `vaeedof` (the EMA model), `vae_ceiling` (the GT through the frozen VAE: the best the
-method can reach), `mean` (of the inputs), `laplacian` (pyramid max-contrast) and `enfuse`
-(when installed)."""
+"""Scores of the fused test scenes against the ground truth: per image, per method (means over
+scenes, the paper's convention), and Table 1 as Markdown with the best value in bold."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import atomic
-from .baselines import fusion_methods
-from .dataset import rendered_scenes
-from .errors import VaeedofError
-from .hashing import sha256_file
-from .images import read_image, save_image
-from .logs import get_logger, progress
+from .. import atomic
+from ..hashing import sha256_file
+from ..images import read_image
+from ..logs import progress
+from ..provenance import data_version, git_commit
+from ..render import layout
+from .infer import read_manifest
 from .metrics import METRICS, MetricSuite, higher_is_better
-from .provenance import data_version, git_commit
 
 
-def test_scenes(data_dir: str | os.PathLike) -> list[Path]:
-    dirs = rendered_scenes(data_dir)
-    if not dirs:
-        raise VaeedofError(f"{data_dir}: no rendered test scenes")
-    return dirs
-
-
-def load_inputs(scene_dir: Path) -> tuple[list[torch.Tensor], torch.Tensor]:
-    meta = json.loads((scene_dir / "scene.json").read_text())
-    inputs = [read_image(scene_dir / f"focus_{k}.png") for k in meta["focus_order"]]
-    return inputs, read_image(scene_dir / "gt.png")
-
-
-def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser) -> dict:
-    """Write out_dir/<method>/<scene_id>.png for every method and test scene, atomically."""
-    out_dir = Path(out_dir)
-    methods = fusion_methods(fuser)
-    if "enfuse" not in methods:
-        get_logger().warning("enfuse not installed: the enfuse baseline is skipped")
-    scenes = test_scenes(data_dir)
-    with atomic.atomic_directory(out_dir) as tmp:
-        for scene_dir in progress(scenes, desc="infer"):
-            inputs, gt = load_inputs(scene_dir)
-            with torch.no_grad():
-                results = {name: fn(inputs) for name, fn in methods.items()}
-                results["vae_ceiling"] = fuser.vae.reconstruct(gt[None].to(fuser.device))[0].cpu()
-            for name, image in results.items():
-                save_image(image, tmp / name / f"{scene_dir.name}.png")
-        atomic.write_json(tmp / "manifest.json", {
-            "methods": sorted(methods) + ["vae_ceiling"], "scenes": [d.name for d in scenes]})
-    get_logger().info("fused %d test scenes with %s", len(scenes), ", ".join(sorted(methods)))
-    return json.loads((out_dir / "manifest.json").read_text())
-
-
-def evaluate(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_dir: str | os.PathLike,
+def score(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_dir: str | os.PathLike,
              checkpoint_info: dict | None = None) -> dict:
     """reports/metrics.json (per method means; unavailable metrics with reasons),
     reports/per_image.csv and reports/table.md (Table 1 layout, best marked)."""
     fused_dir, reports_dir = Path(fused_dir), Path(reports_dir)
-    manifest = json.loads((fused_dir / "manifest.json").read_text())
+    manifest = read_manifest(fused_dir)
     suite = MetricSuite()
     rows = []
     side = None
     for scene in progress(manifest["scenes"], desc="evaluate"):
-        gt = read_image(Path(data_dir) / scene / "gt.png")
+        gt = read_image(Path(data_dir) / scene / layout.GT_FILE)
         side = min(gt.shape[-2:]) if side is None else min(side, *gt.shape[-2:])
         for method in manifest["methods"]:
             scores = suite(read_image(fused_dir / method / f"{scene}.png"), gt)
@@ -88,18 +46,9 @@ def evaluate(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_
     summary["git_commit"] = git_commit()
     summary["data_version"] = data_version(data_dir)
     atomic.write_json(reports_dir / "metrics.json", summary)
-    _write_csv(rows, reports_dir / "per_image.csv")
+    atomic.write_csv(reports_dir / "per_image.csv", rows, ["scene", "method", *METRICS])
     atomic.write_text(reports_dir / "table.md", table_markdown(summary))
     return summary
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["scene", "method", *METRICS])
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    atomic.write_text(path, buffer.getvalue())
 
 
 def table_markdown(summary: dict) -> str:

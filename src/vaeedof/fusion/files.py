@@ -1,4 +1,5 @@
-"""The user-facing fusion path: `vaeedof fuse` and `vaeedof.fusion.fuse(images)`."""
+"""The user-facing fusion path: `vaeedof fuse` (files in, a file out) and `vaeedof.fusion.fuse`
+(tensors in, a tensor out)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import VaeedofError
-from .images import READ_SUFFIXES, check_output_path, load_image, save_image
-from .logs import get_logger
+from ..errors import VaeedofError
+from ..images import READ_SUFFIXES, check_output_path, load_image, save_image
+from ..logs import get_logger
+from .engine import DEFAULT_TILE
+from .vae_check import check_inputs
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -36,11 +39,12 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 
 def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fusion_ema.safetensors",
-         device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
-         mirrors: list[str] | None = None, mode: str = "latent") -> torch.Tensor:
+         device: str = "auto", tile: int | None = DEFAULT_TILE,
+         resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
+         mode: str = "latent") -> torch.Tensor:
     """Fuse same-size (3, H, W) images in [0, 1] (any number) into one (3, H, W) image;
     mode: "latent" (the paper) or "hybrid" (exact in-focus input pixels)."""
-    from .infer import load_fuser
+    from .loader import load_fuser
 
     if not images:
         raise VaeedofError("no input images")
@@ -50,30 +54,10 @@ def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fus
     return load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode).fuse(list(images))
 
 
-def warn_poor_reconstructions(fuser, loaded, threshold_db: float) -> list[float]:
-    """The paper's deployment safeguard: inputs the frozen VAE reconstructs badly (unusual
-    content, noise) limit what fusion through it can reach; say so per input."""
-    from .vae import psnr
-
-    scores = []
-    with torch.no_grad():
-        for image in loaded:
-            pixels = image.pixels[None].to(fuser.device)
-            # Whole image when small; else a centred 512 px window stands for it.
-            _, _, h, w = pixels.shape
-            top, left = max(0, (h - 512) // 2), max(0, (w - 512) // 2)
-            window = pixels[..., top:top + 512, left:left + 512]
-            value = psnr(fuser.vae.reconstruct(window), window)
-            scores.append(value)
-            if value < threshold_db:
-                get_logger().warning("%s: the VAE reconstructs this input at %.1f dB (< %.1f): "
-                                     "fused detail will be limited", image.path, value, threshold_db)
-    return scores
-
-
 def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | os.PathLike,
-               device: str = "auto", tile: int | None = 512, resources_dir: str | os.PathLike = "resources",
-               mirrors: list[str] | None = None, vae_check_db: float | None = None,
+               device: str = "auto", tile: int | None = DEFAULT_TILE,
+               resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
+               vae_check_db: float | None = None,
                mode: str = "latent", strict_mode: bool = True) -> Path:
     """Read, check, fuse and write atomically; 16-bit output when the first input is 16-bit and
     the format allows; the first input's ICC profile is kept."""
@@ -85,11 +69,11 @@ def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | 
         raise VaeedofError(f"input sizes differ: {listing}")
     if len(loaded) == 1:
         get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", inputs[0])
-    from .infer import load_fuser
+    from .loader import load_fuser
 
     fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode, strict_mode)
     if vae_check_db is not None:
-        warn_poor_reconstructions(fuser, loaded, vae_check_db)
+        check_inputs(fuser.vae, [(str(im.path), im.pixels) for im in loaded], vae_check_db, tile)
     fused = fuser.fuse([im.pixels for im in loaded])
     first = loaded[0]
     save_image(fused, output, bits=first.bits, icc_profile=first.icc_profile)

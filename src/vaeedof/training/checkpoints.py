@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .errors import VaeedofError
-from .logs import get_logger
+from .. import atomic
+from ..errors import VaeedofError
+from ..logs import get_logger
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 

@@ -12,26 +12,25 @@ results are fused again, recursively. Neighbouring frames share most of their sh
 each group result keeps the sharp content of its depth range.
 
 Output modes: `latent` (the paper: every pixel decoded by the VAE) and `hybrid` (each tile's
-inputs and decoded fusion mixed per pixel by the network's weights, `vaeedof.hybrid`); the tiles
+inputs and decoded fusion mixed per pixel by the network's weights, `vaeedof.nets.hybrid`); the tiles
 of either are blended the same way.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 
 import torch
 
-from .errors import VaeedofError
-from .hybrid import compose
-from .logs import get_logger, progress
-from .model import FusionUNet, fill_inputs
+from ..errors import VaeedofError
+from ..logs import progress
+from ..nets.hybrid import compose
+from ..nets.unet import FusionUNet, fill_inputs
+from ..params import schema_defaults
 
 TILE_MULTIPLE = 64
 MODES = ("latent", "hybrid")
+DEFAULT_TILE = schema_defaults()["infer"]["tile"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -61,7 +60,7 @@ class Fuser:
     """The frozen VAE + the (EMA) Fusion U-Net, applied tile by tile."""
 
     def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
-                 tile: int | None = 512, batch_tiles: int | None = None, mode: str = "latent",
+                 tile: int | None = DEFAULT_TILE, batch_tiles: int | None = None, mode: str = "latent",
                  hybrid_radius: int = 2, hybrid_trained: bool = True):
         if mode not in MODES:
             raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -87,9 +86,10 @@ class Fuser:
         tile_h, tile_w = (min(self.tile or full_h, full_h), min(self.tile or full_w, full_w))
         images = stack  # a list: no stacked copy of all full-size inputs
         if (full_h, full_w) != (height, width):
-            mode = "reflect" if min(height, width) > max(full_h - height, full_w - width) else "replicate"
+            # Not `mode`: that name is the output mode, passed on below.
+            padding = "reflect" if min(height, width) > max(full_h - height, full_w - width) else "replicate"
             images = [torch.nn.functional.pad(image[None], (0, full_w - width, 0, full_h - height),
-                                              mode=mode)[0] for image in stack]
+                                              mode=padding)[0] for image in stack]
         overlap_h, overlap_w = tile_h // 4, tile_w // 4
         weight_y, weight_x = ramp(tile_h, overlap_h), ramp(tile_w, overlap_w)
         weight = (weight_y[:, None] * weight_x[None, :])
@@ -138,48 +138,3 @@ class Fuser:
             stack = [self.fuse_tiles([stack[i] for i in group], mode)
                      for group in group_stack(len(stack), limit)]
         return self.fuse_tiles(stack, mode)
-
-
-def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | None = 512,
-               resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
-               mode: str = "latent", strict_mode: bool = True) -> Fuser:
-    """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it. Hybrid mode needs
-    a checkpoint trained with the hybrid loss: an error, or with `strict_mode` False (the mode
-    came from a default, not from the user) latent mode and a warning."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .vae import load_vae
-
-    weights = Path(checkpoint)
-    info_path = weights.with_suffix(".json")
-    if not weights.exists():
-        raise VaeedofError(f"{weights}: no trained model (train one with `snakemake --cores all`, "
-                           "or pass --checkpoint)")
-    try:
-        info = json.loads(info_path.read_text())
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise VaeedofError(f"{info_path}: missing (exported beside the weights by `vaeedof train`)") from None
-    except (json.JSONDecodeError, SafetensorError, OSError) as exc:
-        raise VaeedofError(f"{weights}: not a fusion checkpoint ({exc})") from None
-    model = FusionUNet(info["latent_channels"], info["max_inputs"], tuple(info["widths"]),
-                       info["attention_heads"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise VaeedofError(f"{weights}: does not match its JSON ({str(exc).splitlines()[0]})") from None
-    vae = load_vae(info["vae"], resources_dir, mirrors)
-    if vae.checksums != info["vae_checksums"]:
-        raise VaeedofError(f"{weights}: trained with other {info['vae']} weights than the ones found")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else (
-            "mps" if torch.backends.mps.is_available() else "cpu")
-    if mode == "hybrid" and not info.get("hybrid_trained"):
-        if strict_mode:
-            raise VaeedofError(f"{weights}: trained without the hybrid loss (train.hybrid_weight 0); "
-                               "use the latent output mode")
-        get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
-        mode = "latent"
-    return Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
-                 hybrid_trained=bool(info.get("hybrid_trained")))

@@ -1,0 +1,148 @@
+"""`vaeedof readme`: the README's result figures regenerated from `reports/` (and the stage
+timings from `benchmarks/`), never typed by hand. Each generated block sits between
+`<!-- reports:NAME -->` and `<!-- /reports:NAME -->`; `--check` fails when one is stale.
+
+Training is bit-identical on one machine, not across machines (float summation order differs),
+so the figures are those of the run whose reports are at hand."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import statistics
+from pathlib import Path
+
+from .. import atomic
+from ..errors import VaeedofError
+from .scores import table_markdown
+
+BLOCK = re.compile(r"(<!-- reports:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /reports:(?P=name) -->)", re.S)
+HYBRID, LATENT, CEILING = "vaeedof_hybrid", "vaeedof", "vae_ceiling"
+
+
+def _rows(path: Path) -> list[dict]:
+    try:
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: not found (run the evaluation first: snakemake --cores all)") from None
+
+
+def _metrics(reports: Path) -> dict:
+    path = reports / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: not found (run the evaluation first: snakemake --cores all)") from None
+
+
+def table_block(reports: Path) -> str:
+    return table_markdown(_metrics(reports))
+
+
+def per_scene_block(reports: Path) -> str:
+    """Hybrid output versus the VAE ceiling scene by scene: means hide where each one wins."""
+    rows = _rows(reports / "per_image.csv")
+    by = {(r["scene"], r["method"]): r for r in rows}
+    scenes = sorted({r["scene"] for r in rows})
+    methods = [m for m in (HYBRID, LATENT, "gff", "laplacian", "enfuse", CEILING)
+               if all((s, m) in by for s in scenes)]
+    if not scenes or CEILING not in methods:
+        return "No per-scene scores to compare.\n"
+    psnr = {m: [float(by[(s, m)]["PSNR"]) for s in scenes] for m in methods}
+    lines = ["| method | mean PSNR | median PSNR | PSNR of the pooled MSE | scenes above the ceiling |",
+             "|---|---|---|---|---|"]
+    for method in methods:
+        pooled = statistics.mean(float(by[(s, method)]["MSE"]) for s in scenes)
+        above = sum(a > c for a, c in zip(psnr[method], psnr[CEILING], strict=True))
+        lines.append(f"| {method} | {statistics.mean(psnr[method]):.2f} | "
+                     f"{statistics.median(psnr[method]):.2f} | {-10 * math.log10(pooled):.2f} | "
+                     f"{'-' if method == CEILING else f'{above}/{len(scenes)}'} |")
+    if HYBRID in methods:
+        pairs = ", ".join(f"{h:.1f}/{c:.1f}" for h, c in zip(psnr[HYBRID], psnr[CEILING], strict=True))
+        lines += ["", f"Per scene, hybrid/ceiling PSNR (dB): {pairs}."]
+    return "\n".join(lines) + "\n"
+
+
+def difficulty_block(reports: Path) -> str:
+    """Figure 4 as a table: mean PSNR per difficulty bin and method."""
+    rows = _rows(reports / "difficulty.csv")
+    bins = sorted({int(r["bin"]) for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    cell = {(int(r["bin"]), r["method"]): r for r in rows}
+    header = "| method | " + " | ".join(f"bin {b} ({cell_difficulty(cell, b)})" for b in bins) + " |"
+    lines = [header, "|---|" + "---|" * len(bins)]
+    for method in methods:
+        values = [f"{float(cell[(b, method)]['psnr']):.1f}" if (b, method) in cell else "-" for b in bins]
+        lines.append(f"| {method} | " + " | ".join(values) + " |")
+    patches = {int(r["patches"]) for r in rows}
+    lines += ["", f"PSNR (dB) per bin; patches per bin and method: {', '.join(map(str, sorted(patches)))}."]
+    return "\n".join(lines) + "\n"
+
+
+def cell_difficulty(cell: dict, index: int) -> str:
+    return next(f"{float(r['difficulty']):.1f}" for (b, _), r in cell.items() if b == index)
+
+
+def throughput_block(reports: Path) -> str:
+    rows = _rows(reports / "throughput.csv")
+    counts = sorted({int(r["inputs"]) for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    value = {(int(r["inputs"]), r["method"]): float(r["images_per_s"]) for r in rows}
+    lines = ["| method | " + " | ".join(f"{n} inputs" for n in counts) + " |",
+             "|---|" + "---|" * len(counts)]
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(f"{value[(n, method)]:.3g}" for n in counts) + " |")
+    device = rows[0].get("device", "?") if rows else "?"
+    return "\n".join(lines) + f"\n\nFused images per second on `{device}`.\n"
+
+
+def timings_block(benchmarks: Path) -> str:
+    """Seconds per stage, summed over its jobs (Snakemake's benchmark files)."""
+    totals: dict[str, tuple[float, int]] = {}
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        stage = path.relative_to(benchmarks).parts[0]
+        seconds = sum(float(r["s"]) for r in csv.DictReader(open(path), delimiter="\t"))
+        total, jobs = totals.get(stage, (0.0, 0))
+        totals[stage] = (total + seconds, jobs + 1)
+    if not totals:
+        return "No benchmark files found.\n"
+    lines = ["| stage | jobs | seconds |", "|---|---|---|"]
+    lines += [f"| {stage} | {jobs} | {total:.0f} |" for stage, (total, jobs) in totals.items()]
+    return "\n".join(lines) + "\n"
+
+
+def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
+    return {"table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
+            "difficulty": lambda: difficulty_block(reports),
+            "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks)}
+
+
+def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",
+           benchmarks: str | os.PathLike = "benchmarks", check: bool = False) -> list[str]:
+    """Regenerate every marked block; return the names of the blocks that changed. With
+    `check`, write nothing and raise when any block is stale."""
+    readme = Path(readme)
+    makers = blocks(Path(reports), Path(benchmarks))
+    text = readme.read_text()
+    changed = []
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in makers:
+            raise VaeedofError(f"{readme}: unknown generated block {name!r} (known: {', '.join(makers)})")
+        body = makers[name]()
+        if body != match["body"]:
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    new = BLOCK.sub(replace, text)
+    if check and changed:
+        raise VaeedofError(f"{readme}: stale figures in block(s) {', '.join(changed)}; "
+                           "run `vaeedof readme` to regenerate them from the reports")
+    if not check and new != text:
+        atomic.write_text(readme, new)
+    return changed

@@ -1,0 +1,1 @@
+"""The neural networks: the frozen tiny VAE, the Fusion U-Net and the hybrid output mix."""

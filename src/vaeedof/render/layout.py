@@ -1,0 +1,58 @@
+"""The rendered MattingMFIF dataset on disk, in one place: one folder per complete scene, with
+`focus_<k>.png` focused on `planes[k]` of `scene.json`, `gt.png` (no depth of field),
+`index.png` (plane index per pixel) and `scene.json` written last. Every reader and the
+renderer take the names from here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from ..atomic import read_json
+from ..errors import VaeedofError
+
+if TYPE_CHECKING:  # the renderer reads this module without torch
+    import torch
+
+SCENE_FILE = "scene.json"
+GT_FILE = "gt.png"
+INDEX_FILE = "index.png"
+
+
+def focus_file(plane: int) -> str:
+    return f"focus_{plane}.png"
+
+
+def read_meta(scene_dir: str | os.PathLike) -> dict:
+    return read_json(Path(scene_dir) / SCENE_FILE, "the scene is not rendered")
+
+
+def image_files(meta: dict) -> list[str]:
+    """The focus renders in focus order, then the ground truth."""
+    return [focus_file(k) for k in meta["focus_order"]] + [GT_FILE]
+
+
+def rendered_scenes(folder: str | os.PathLike) -> list[Path]:
+    """Scene directories of a split, in name order; only complete ones (scene.json written last)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VaeedofError(f"{folder}: rendered split not found (run the render stage first)")
+    return sorted(p for p in folder.iterdir() if (p / SCENE_FILE).exists())
+
+
+def load_tensors(scene_dir: Path) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The focus inputs in focus order and the GT, as (3, H, W) float tensors in [0, 1]."""
+    from ..images import read_image
+
+    *inputs, gt = (read_image(scene_dir / name) for name in image_files(read_meta(scene_dir)))
+    return inputs, gt
+
+
+def load_uint8(scene_dir: Path) -> np.ndarray:
+    """(inputs + 1, H, W, 3) uint8: the focus renders in focus order, then the GT."""
+    names = image_files(read_meta(scene_dir))
+    return np.stack([np.asarray(Image.open(scene_dir / n).convert("RGB")) for n in names])

@@ -1,0 +1,53 @@
+"""The code's shape, as the team agreed it: one package per stage, small modules and functions,
+DVC and Snakemake declaring what each stage reads."""
+
+import ast
+import re
+
+import yaml
+
+from .conftest import ROOT
+
+PACKAGE = ROOT / "src" / "vaeedof"
+STAGE_PACKAGES = {"assets", "render", "nets", "training", "fusion", "evaluation", "schemas"}
+
+
+def test_package_root_holds_only_shared_utilities():
+    modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(modules) <= 12, modules
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert folders == STAGE_PACKAGES
+
+
+def test_modules_and_functions_stay_small():
+    too_long = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if text.count("\n") > 400:
+            too_long.append(f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{path.relative_to(PACKAGE)}:{node.name}: {length} lines")
+    assert not too_long, too_long
+
+
+def test_dvc_code_deps_exist_and_cover_the_hybrid_radius():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        for dep in stage.get("deps", []):
+            if dep.startswith("src/"):
+                assert (ROOT / dep).exists(), f"dvc stage {name}: code dependency {dep} does not exist"
+    assert "fusion.hybrid_radius" in stages["train"]["params"]
+    assert {"src/vaeedof/training", "src/vaeedof/nets"} <= set(stages["train"]["deps"])
+    infer_code = {"src/vaeedof/fusion", "src/vaeedof/nets", "src/vaeedof/evaluation"}
+    assert infer_code <= set(stages["infer"]["deps"])
+
+
+def test_snakemake_train_rule_reruns_on_the_hybrid_radius():
+    rule = (ROOT / "workflow" / "rules" / "train.smk").read_text()
+    train = rule.split("rule train:")[1]
+    params = train.split("params:")[1].split("log:")[0]
+    assert re.search(r'hybrid_radius=config\["fusion"\]\["hybrid_radius"\]', params)
