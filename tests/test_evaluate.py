@@ -14,6 +14,7 @@ from vaeedof.evaluation.infer import infer
 from vaeedof.evaluation.metrics import METRICS, MetricSuite
 from vaeedof.evaluation.scores import score, table_markdown
 from vaeedof.fusion.engine import Fuser
+from vaeedof.fusion.files import find_stacks
 from vaeedof.nets.unet import FusionUNet
 
 from .synthetic import random_vae
@@ -141,11 +142,12 @@ def test_real_stacks_discovery_and_sheet(tmp_path):
             _write = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
             Image.fromarray(_write).save(folder / name)
     (tmp_path / "real/s2/notes.txt").write_text("not an image")
-    stacks = real.find_stacks([str(tmp_path / "real")], limit=5)
-    assert [[p.name for p in s] for s in stacks] == [["A.jpg", "B.jpg"], ["A.jpg", "B.jpg"]]
-    assert len(real.find_stacks([str(tmp_path / "real/s1")], limit=5)) == 1
+    stacks = find_stacks([str(tmp_path / "real")], limit=5)
+    assert [(name, [p.name for p in s]) for name, s in stacks] == [("s1", ["A.jpg", "B.jpg"]),
+                                                                   ("s2", ["A.jpg", "B.jpg"])]
+    assert len(find_stacks([str(tmp_path / "real/s1")], limit=5)) == 1
     with pytest.raises(VaeedofError, match="not found"):
-        real.find_stacks([str(tmp_path / "nope")], limit=5)
+        find_stacks([str(tmp_path / "nope")], limit=5)
     fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
     real.real_stacks_sheet(stacks, fuser, tmp_path / "sheet.png", tile=32)
     assert Image.open(tmp_path / "sheet.png").size[1] == 2 * (24 + 14)

@@ -127,22 +127,30 @@ def cmd_vae_check(args) -> None:
 
     params = params_mod.load_or_defaults(args.params)
     vae = load_from_params(params, args.resources)
-    scores = check_inputs(vae, [(path, read_image(path)) for path in args.images], args.warn_below,
-                          args.window or params["infer"]["tile"])
+    scores = check_inputs(vae, [(path, read_image(path)) for path in args.images], args.warn_below)
     for path, value in zip(args.images, scores, strict=True):
         flag = "  LOW: fusion quality will be limited here" if value < args.warn_below else ""
         print(f"{path}\t{value:.2f} dB{flag}")
 
 
 def cmd_fuse(args) -> None:
-    from .fusion.files import expand_inputs, fuse_files
+    from .fusion import files
+    from .fusion.loader import load_fuser
 
-    inputs = expand_inputs(args.images)
     params = params_mod.load_or_defaults(args.params)
-    fuse_files(inputs, args.output, args.checkpoint, args.device, args.tile or params["infer"]["tile"],
-               args.resources, params["assets"]["mirrors"],
-               None if args.no_vae_check else args.vae_check_db, args.mode or params["fusion"]["output"],
-               strict_mode=args.mode is not None)  # a mode from params falls back to latent
+
+    def open_fuser():
+        mode = args.mode or params["fusion"]["output"]  # a mode from params falls back to latent
+        return load_fuser(args.checkpoint, args.device, args.tile or params["infer"]["tile"],
+                          args.resources, params["assets"]["mirrors"], mode,
+                          strict_mode=args.mode is not None, precision=args.precision)
+
+    check_db = None if args.no_vae_check else args.vae_check_db
+    if files.is_folder_of_stacks(args.images):
+        stacks = files.find_stacks(args.images)
+        files.fuse_folders(stacks, args.output, open_fuser, f".{args.format}", check_db)
+    else:
+        files.fuse_files(files.expand_inputs(args.images), args.output, open_fuser, check_db)
 
 
 def _fuser(args, params: dict):
@@ -166,7 +174,8 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_real_sheet(args) -> None:
-    from .evaluation.real import find_stacks, real_stacks_sheet
+    from .evaluation.real import real_stacks_sheet
+    from .fusion.files import find_stacks
 
     params = _load_params(args)
     cfg = params["evaluate"]
@@ -280,8 +289,15 @@ def _add_training_commands(sub) -> None:
 
 def _add_fusion_commands(sub) -> None:
     p = sub.add_parser("fuse", help="fuse a focus stack into one all-in-focus image")
-    p.add_argument("images", nargs="+", help="image files, folders or glob patterns, in focus order")
-    p.add_argument("-o", "--output", required=True, help="output .png, .jpg or .tif")
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns, in focus order; "
+                   "or one folder of stack folders (one output each, in the --output folder)")
+    p.add_argument("-o", "--output", required=True, help="output .png, .jpg or .tif (a folder for a "
+                   "folder of stacks)")
+    p.add_argument("--format", default="png", choices=["png", "jpg", "tif"],
+                   help="output format for a folder of stacks")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
+                   "AVX512-BF16, VAE round trip about 0.1 dB lower")
     _add_model_args(p)
     p.add_argument("--tile", type=int, help="tile side in pixels, a multiple of 64 (default: "
                    "infer.tile in params)")
@@ -297,8 +313,6 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--resources", default="resources")
     p.add_argument("--warn-below", type=float, default=VAE_CHECK_DB, help="warn under this PSNR (dB)")
-    p.add_argument("--window", type=int, help="judge larger images on a centred window of this "
-                   "side (default: infer.tile in params)")
     p.set_defaults(func=cmd_vae_check)
 
 

@@ -27,10 +27,26 @@ WRITE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF"
 
 @dataclass
 class LoadedImage:
-    pixels: torch.Tensor  # (3, H, W) float32 in [0, 1]
+    data: torch.Tensor  # (3, H, W): uint8 for 8-bit files (a quarter of float's memory), else float32
     bits: int
     icc_profile: bytes | None
     path: Path
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """(3, H, W) float32 in [0, 1] (a new tensor for 8-bit files)."""
+        return as_float(self.data)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.data.shape[2], self.data.shape[1]
+
+
+def as_float(image: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] as float32: uint8 data divided by 255 (bit-identical to decoding the file
+    to float directly), float data as it is."""
+    return image.float() / 255 if image.dtype == torch.uint8 else image.float()
 
 
 def _open(path: Path) -> Image.Image:
@@ -96,10 +112,11 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         reason = "empty file" if path.exists() and path.stat().st_size == 0 else str(exc)
         raise VaeedofError(f"{path}: unreadable or corrupt image ({reason})") from None
     bits = 16 if array.dtype == np.uint16 else 8
-    scale = 65535.0 if bits == 16 else 255.0
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
-    array = array[..., :3].astype(np.float32) / scale  # alpha dropped: fusion is of colour
+    array = array[..., :3]  # alpha dropped: fusion is of colour
+    if bits == 16:
+        array = array.astype(np.float32) / 65535.0
     tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     return LoadedImage(tensor, bits, icc, path)
 

@@ -115,10 +115,25 @@ def timings_block(benchmarks: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fuse_speed_block(reports: Path) -> str:
+    """`scripts/bench_fuse.py --record LABEL` rows: seconds per stage of `vaeedof fuse`."""
+    rows = _rows(reports / "fuse_speed.csv")
+    lines = ["| case | inputs | size | device | wall s | encode s | U-Net s | decode s | compose s | "
+             "VAE check s | encode / decode GFLOP/s (matmul) | peak GiB |", "|---" * 12 + "|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['inputs']} | {r['width']}x{r['height']} | {r['device']} "
+                     f"{r['precision']} | {r['wall_s']} | {r['encode_s']} | {r['unet_s']} | "
+                     f"{r['decode_s']} | {r['compose_s']} | {r['vae_check_s']} | "
+                     f"{r.get('encode_gflops', '-')} / "
+                     f"{r.get('decode_gflops', '-')} ({r['roofline_gflops']}) | {r['peak_gib']} |")
+    return "\n".join(lines) + "\n"
+
+
 def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
     return {"table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
             "difficulty": lambda: difficulty_block(reports),
-            "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks)}
+            "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
+            "fuse-speed": lambda: fuse_speed_block(reports)}
 
 
 def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",

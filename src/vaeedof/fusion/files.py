@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..errors import VaeedofError
-from ..images import READ_SUFFIXES, check_output_path, load_image, save_image
-from ..logs import get_logger
-from .engine import DEFAULT_TILE
+from ..images import READ_SUFFIXES, LoadedImage, check_output_path, load_image, save_image
+from ..logs import get_logger, progress
+from .engine import DEFAULT_TILE, Fuser
 from .vae_check import check_inputs
 
 
@@ -54,28 +55,77 @@ def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fus
     return load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode).fuse(list(images))
 
 
-def fuse_files(inputs: list[Path], output: str | os.PathLike, checkpoint: str | os.PathLike,
-               device: str = "auto", tile: int | None = DEFAULT_TILE,
-               resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
-               vae_check_db: float | None = None,
-               mode: str = "latent", strict_mode: bool = True) -> Path:
-    """Read, check, fuse and write atomically; 16-bit output when the first input is 16-bit and
-    the format allows; the first input's ICC profile is kept."""
-    output = check_output_path(output, inputs)
-    loaded = [load_image(path) for path in inputs]
-    sizes = {(im.pixels.shape[2], im.pixels.shape[1]) for im in loaded}
-    if len(sizes) > 1:
-        listing = ", ".join(f"{im.path.name} {im.pixels.shape[2]}x{im.pixels.shape[1]}" for im in loaded)
+def find_stacks(folders: list[str | os.PathLike], limit: int | None = None) -> list[tuple[str, list[Path]]]:
+    """(name, image files) of the focus stacks in the given folders: a folder of images is one
+    stack, a folder of such folders holds several; in name order, at most `limit`."""
+    stacks = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise VaeedofError(f"{folder}: stack folder not found")
+        direct = _images_in(folder)
+        if len(direct) >= 2:
+            stacks.append((folder.name, direct))
+        else:
+            stacks += [(sub.name, images) for sub in sorted(folder.iterdir())
+                       if sub.is_dir() and len(images := _images_in(sub)) >= 2]
+    return stacks[:limit]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
+
+
+def is_folder_of_stacks(items: list[str]) -> bool:
+    """One folder holding no images itself but sub-folders that do: many stacks at once."""
+    return (len(items) == 1 and Path(items[0]).is_dir() and not _images_in(Path(items[0]))
+            and any(sub.is_dir() and _images_in(sub) for sub in Path(items[0]).iterdir()))
+
+
+def load_stack(paths: list[Path]) -> list[LoadedImage]:
+    loaded = [load_image(path) for path in paths]
+    if len({im.size for im in loaded}) > 1:
+        listing = ", ".join(f"{im.path.name} {im.size[0]}x{im.size[1]}" for im in loaded)
         raise VaeedofError(f"input sizes differ: {listing}")
     if len(loaded) == 1:
-        get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", inputs[0])
-    from .loader import load_fuser
+        get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", paths[0])
+    return loaded
 
-    fuser = load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode, strict_mode)
+
+def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: float | None) -> Path:
+    """Encode every input once, check its reconstruction on those encodings, fuse, and write
+    atomically: 16 bits when the first input has them and the format allows; the first
+    input's ICC profile is kept."""
+    images = [im.data for im in loaded]  # as stored: converted to float tile by tile
+    latents = [fuser.encode(image) for image in images]
     if vae_check_db is not None:
-        check_inputs(fuser.vae, [(str(im.path), im.pixels) for im in loaded], vae_check_db, tile)
-    fused = fuser.fuse([im.pixels for im in loaded])
+        with fuser.timed("vae_check"):
+            check_inputs(fuser.vae, [(str(im.path), im.data) for im in loaded], vae_check_db, latents)
+    fused = fuser.fuse(images, latents=latents)
     first = loaded[0]
-    save_image(fused, output, bits=first.bits, icc_profile=first.icc_profile)
+    with fuser.timed("write"):
+        save_image(fused, output, bits=first.bits, icc_profile=first.icc_profile)
     get_logger().info("fused %d images into %s", len(loaded), output)
-    return Path(output)
+    return output
+
+
+def fuse_files(inputs: list[Path], output: str | os.PathLike, open_fuser: Callable[[], Fuser],
+               vae_check_db: float | None = None) -> Path:
+    """`vaeedof fuse A B ... -o OUT`: inputs and output checked before the model is loaded."""
+    output = check_output_path(output, inputs)
+    loaded = load_stack(inputs)
+    return write_fused(open_fuser(), loaded, output, vae_check_db)
+
+
+def fuse_folders(stacks: list[tuple[str, list[Path]]], out_dir: str | os.PathLike,
+                 open_fuser: Callable[[], Fuser], suffix: str = ".png",
+                 vae_check_db: float | None = None) -> list[Path]:
+    """`vaeedof fuse STACKS/ -o OUT/`: one output per stack folder, the model loaded once."""
+    out_dir = Path(out_dir)
+    if not stacks:
+        raise VaeedofError("no focus stacks found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [check_output_path(out_dir / f"{name}{suffix}", paths) for name, paths in stacks]
+    fuser = open_fuser()
+    for (_, paths), target in progress(list(zip(stacks, targets, strict=True)), desc="stacks"):
+        write_fused(fuser, load_stack(paths), target, vae_check_db)
+    return targets

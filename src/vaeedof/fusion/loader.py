@@ -16,7 +16,7 @@ from .engine import DEFAULT_TILE, Fuser
 
 def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | None = DEFAULT_TILE,
                resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
-               mode: str = "latent", strict_mode: bool = True) -> Fuser:
+               mode: str = "latent", strict_mode: bool = True, precision: str = "auto") -> Fuser:
     """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it. Hybrid mode needs
     a checkpoint trained with the hybrid loss: an error, or with `strict_mode` False (the mode
     came from a default, not from the user) latent mode and a warning."""
@@ -54,4 +54,4 @@ def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | 
         get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
         mode = "latent"
     return Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
-                 hybrid_trained=bool(info.get("hybrid_trained")))
+                 hybrid_trained=bool(info.get("hybrid_trained")), precision=precision)

@@ -12,13 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VaeedofError
 from ..hashing import sha256_file
 
 SCALE = 8  # spatial down-sampling factor of every supported VAE
+
+# Tiled inference (`vaeedof.fusion.vae_tiles`) splits both networks where the last global
+# operation (TAEF2's GroupNorm branches, at latent resolution) ends or begins: the full-resolution
+# parts are purely convolutional, so tiles with this much context are exact.
+ENCODER_SPLIT = 11  # encoder[:11] ends with the last stride-2 convolution (1/8 resolution)
+DECODER_SPLIT = 6  # decoder[:6] is the latent-resolution part (its GroupNorm blocks)
+ENCODER_HALO = 72  # pixels: >= the receptive radius of encoder[:11] (65 px), a multiple of 8
+DECODER_HALO = 10  # latent pixels: >= the receptive radius of decoder[6:] (65 px = 8.1 latent px)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,23 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom and right edges to multiples of `multiple`: by reflection, or by
+    replication where the image is too small to reflect. Any dtype (by indexing, as F.pad's
+    reflect mode would give)."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if not (pad_h or pad_w):
+        return images
+    reflect = min(height, width) > max(pad_h, pad_w)
+
+    def index(length: int, pad: int) -> torch.Tensor:
+        extra = [length - 2 - i if reflect else length - 1 for i in range(pad)]
+        return torch.tensor(list(range(length)) + extra, device=images.device)
+
+    return images.index_select(-2, index(height, pad_h)).index_select(-1, index(width, pad_w))
+
+
 class TinyVAE(nn.Module):
     """Frozen encoder + decoder. `encode`/`decode` pad sides to multiples of 8 and crop back."""
 
@@ -135,12 +159,22 @@ class TinyVAE(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, C, ceil(H/8), ceil(W/8)); edges padded by reflection."""
-        height, width = images.shape[-2:]
-        pad_h, pad_w = (-height) % SCALE, (-width) % SCALE
-        if pad_h or pad_w:
-            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
-            images = F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
-        return self.encoder(images)
+        return self.encoder(pad_to_multiple(images, SCALE))
+
+    def encode_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The full-resolution, purely convolutional part of the encoder (sides multiples of 8)."""
+        return self.encoder[:ENCODER_SPLIT](images)
+
+    def encode_tail(self, features: torch.Tensor) -> torch.Tensor:
+        return self.encoder[ENCODER_SPLIT:](features)
+
+    def decode_head(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latent-resolution part of the decoder (global: GroupNorm statistics)."""
+        return self.decoder[:DECODER_SPLIT](latents)
+
+    def decode_tail(self, features: torch.Tensor) -> torch.Tensor:
+        """The up-sampling, purely convolutional part; images in [0, 1]."""
+        return self.decoder[DECODER_SPLIT:](features).clamp(0, 1)
 
     def decode(self, latents: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Latents -> images in [0, 1], cropped to `size` (H, W) when given."""
