@@ -20,7 +20,8 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(os.path.join(MIRROR, "taef2_encoder.pth")),
                        reason="no TAEF2 weights in an asset mirror"),
 ]
-STAGES = ("assets", "render", "patches", "latents", "train", "infer", "evaluate", "throughput")
+STAGES = ("assets", "render", "patches", "latents", "train", "infer", "evaluate", "throughput", "handheld",
+          "infer_handheld", "evaluate_handheld")
 
 
 def _deep_update(tree: dict, update: dict) -> dict:
@@ -85,7 +86,8 @@ def test_changing_steps_reruns_only_training_and_after(project, tmp_path):
     override.write_text("train:\n  steps: 30\n")
     planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n", "--configfile", str(override)],
                                   project))
-    assert set(planned) == {"train", "infer", "evaluate", "throughput", "all"}, planned
+    assert set(planned) == {"train", "infer", "evaluate", "throughput", "infer_handheld", "evaluate_handheld",
+                            "all"}, planned
 
 
 def test_dvc_after_snakemake_redoes_no_render_or_training(project):

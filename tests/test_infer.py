@@ -315,3 +315,15 @@ def test_fuse_a_folder_of_stacks_loads_the_model_once(tmp_path, monkeypatch):
                  "--no-vae-check"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pcb.jpg", "toy.jpg"]
     assert len(loads) == 1 and Image.open(tmp_path / "out" / "toy.jpg").size == (72, 40)
+
+
+def test_bf16_precision_is_close_to_fp32_and_bad_precision_refused():
+    model = FusionUNet(16, 7, (16, 32, 64), 2)
+    torch.nn.init.normal_(model.head[-1].weight, std=0.01)
+    images = [torch.rand(3, 72, 88) for _ in range(2)]
+    exact = Fuser(model, random_vae(), "cpu", tile=64, precision="fp32").fuse(images)
+    half = Fuser(model, random_vae(), "cpu", tile=64, precision="bf16").fuse(images)
+    assert half.dtype == torch.float32 and half.shape == exact.shape
+    assert (half - exact).abs().mean() < 0.02
+    with pytest.raises(VaeedofError, match="precision 'fp8'"):
+        Fuser(model, random_vae(), "cpu", precision="fp8")

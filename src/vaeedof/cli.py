@@ -26,26 +26,9 @@ def cmd_check_params(args) -> None:
 
 
 def cmd_assets(args) -> None:
-    from .assets import build, fetch, registry
+    from .assets.commands import run
 
-    if args.action == "list":
-        for name, asset in sorted(registry.REGISTRY.items()):
-            pin = asset.sha256 or (asset.git_blob and f"git:{asset.git_blob}") or "UNPINNED"
-            print(f"{name:48s} {asset.kind:5s} {pin}")
-        return
-    params = _load_params(args)
-    if args.action == "build":
-        build.build(params, args.resources)
-    elif args.action == "fetch":
-        for name in args.names:
-            asset = registry.with_pins(registry.lookup(name), params["assets"]["pins"].get(name))
-            path = fetch.resolve(asset, args.resources, params["assets"]["mirrors"])
-            if asset.kind.startswith("metric:"):
-                path = fetch.install_metric_weights(asset, path)
-            print(path)
-    elif args.action == "pin":
-        for name in args.names:
-            print(f"{name} sha256={fetch.pin(registry.lookup(name), args.resources)}")
+    run(args.action, args.names, None if args.action == "list" else _load_params(args), args.resources)
 
 
 def cmd_scenes(args) -> None:
@@ -145,12 +128,16 @@ def cmd_fuse(args) -> None:
                           args.resources, params["assets"]["mirrors"], mode,
                           strict_mode=args.mode is not None, precision=args.precision)
 
-    check_db = None if args.no_vae_check else args.vae_check_db
-    if files.is_folder_of_stacks(args.images):
-        stacks = files.find_stacks(args.images)
-        files.fuse_folders(stacks, args.output, open_fuser, f".{args.format}", check_db)
-    else:
-        files.fuse_files(files.expand_inputs(args.images), args.output, open_fuser, check_db)
+    files.fuse_items(args.images, args.output, open_fuser, f".{args.format}", align=args.align,
+                     motion=args.motion, vae_check_db=None if args.no_vae_check else args.vae_check_db)
+
+
+def cmd_align(args) -> None:
+    from .fusion.align import write_aligned
+    from .fusion.files import expand_inputs, load_stack
+
+    written = write_aligned(load_stack(expand_inputs(args.images)), args.output, args.motion)
+    get_logger().info("aligned %d frames into %s (transforms.json beside them)", len(written), args.output)
 
 
 def _fuser(args, params: dict):
@@ -163,14 +150,21 @@ def _fuser(args, params: dict):
 def cmd_infer(args) -> None:
     from .evaluation.infer import infer
 
-    infer(args.data, args.out, _fuser(args, _load_params(args)))
+    infer(args.data, args.out, _fuser(args, _load_params(args)), args.align)
 
 
 def cmd_evaluate(args) -> None:
     from .evaluation.evaluate import run
 
-    run(_load_params(args), args.data, args.fused, args.reports, args.checkpoint, not args.no_mlflow)
+    run(_load_params(args), args.data, args.fused, args.reports, args.checkpoint, not args.no_mlflow,
+        args.variant)
     print((Path(args.reports) / "table.md").read_text())
+
+
+def cmd_handheld(args) -> None:
+    from .evaluation.handheld import make_split
+
+    make_split(args.data, args.out, _load_params(args))
 
 
 def cmd_real_sheet(args) -> None:
@@ -187,9 +181,7 @@ def cmd_throughput(args) -> None:
     from .evaluation.figures import write_throughput
 
     params = _load_params(args)
-    cfg = params["evaluate"]
-    write_throughput(_fuser(args, params), Path(args.reports), cfg["throughput_size"],
-                     cfg["throughput_repeats"])
+    write_throughput(_fuser(args, params), Path(args.reports), params["evaluate"])
 
 
 def cmd_readme(args) -> None:
@@ -295,6 +287,11 @@ def _add_fusion_commands(sub) -> None:
                    "folder of stacks)")
     p.add_argument("--format", default="png", choices=["png", "jpg", "tif"],
                    help="output format for a folder of stacks")
+    p.add_argument("--align", default="auto", choices=["auto", "on", "off"],
+                   help="register hand-held frames first; auto: only when they moved by more than "
+                   "0.1 px or their exposure differs by more than 1%%")
+    p.add_argument("--motion", default="similarity", choices=["similarity", "affine", "homography"],
+                   help="alignment motion model (similarity: shift, rotation, focus breathing)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
@@ -309,6 +306,13 @@ def _add_fusion_commands(sub) -> None:
                    "input pixels, decoded fusion elsewhere); default: fusion.output in params")
     p.set_defaults(func=cmd_fuse)
 
+    p = sub.add_parser("align", help="register the frames of a hand-held focus stack")
+    p.add_argument("images", nargs="+", help="image files, a folder or glob patterns, in focus order")
+    p.add_argument("-o", "--output", required=True, help="folder for the aligned frames (PNG) and "
+                   "transforms.json")
+    p.add_argument("--motion", default="similarity", choices=["similarity", "affine", "homography"])
+    p.set_defaults(func=cmd_align)
+
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
     p.add_argument("images", nargs="+")
     p.add_argument("--resources", default="resources")
@@ -320,6 +324,8 @@ def _add_evaluation_commands(sub) -> None:
     p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
     p.add_argument("--data", default="data/mattingmfif/test")
     p.add_argument("--out", default="data/fused")
+    p.add_argument("--align", default="off", choices=["auto", "on", "off"],
+                   help="align each stack first (every method gets the aligned frames)")
     _add_model_args(p)
     p.set_defaults(func=cmd_infer)
 
@@ -328,8 +334,15 @@ def _add_evaluation_commands(sub) -> None:
     p.add_argument("--fused", default="data/fused")
     p.add_argument("--reports", default="reports")
     p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--variant", default="registered", choices=["registered", "handheld"],
+                   help="which test stacks these are (a tag in the reports and MLflow)")
     _add_tracking_arg(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("handheld", help="a hand-held copy of the test split (seeded warps)")
+    p.add_argument("--data", default="data/mattingmfif/test")
+    p.add_argument("--out", default="data/handheld/test")
+    p.set_defaults(func=cmd_handheld)
 
     p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")
     p.add_argument("stacks", nargs="*", help="stack folders (default: evaluate.real_stacks)")

@@ -127,12 +127,13 @@ def log_evaluation(summary: dict, params: dict, reports_dir: Path) -> str | None
     mlflow.set_experiment(EXPERIMENT)
     checkpoint = summary.get("checkpoint", {})
     tags = {"git_commit": summary.get("git_commit") or git_commit(), "kind": "evaluation",
+            "variant": summary.get("variant", "registered"),
             "data_sha256": summary.get("data_version", {}).get("sha256", ""),
             "checkpoint_sha256": checkpoint.get("sha256", ""),
             "mlflow.parentRunId": checkpoint.get("mlflow_run_id") or ""}
     if not tags["mlflow.parentRunId"]:
         del tags["mlflow.parentRunId"]
-    with mlflow.start_run(run_name="evaluate", tags=tags) as run:
+    with mlflow.start_run(run_name=f"evaluate-{tags['variant']}", tags=tags) as run:
         mlflow.log_params(flatten({"infer": params.get("infer", {}), "vae": params["vae"]}))
         metrics = {f"{method}.{name}".replace("-", "_"): value
                    for method, scores in summary["methods"].items() for name, value in scores.items()}

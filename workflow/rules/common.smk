@@ -63,7 +63,7 @@ def dataset_outputs():
 
 def all_outputs():
     outputs = dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table,
-                                   rules.throughput.output.table]
+                                   rules.evaluate_handheld.output.table, rules.throughput.output.table]
     if config["evaluate"]["real_stacks"]:
         outputs.append("reports/contact_sheet_real.png")
     return outputs

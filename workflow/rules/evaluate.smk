@@ -96,3 +96,77 @@ rule real_sheet:
         ENV
     shell:
         "vaeedof real-sheet --out {output} --checkpoint {input.weights} 2>> {log}"
+
+
+rule handheld:
+    input:
+        scenes=scene_outputs("test"),
+    output:
+        "data/handheld/test/manifest.json",
+    params:
+        seed=config["seed"],
+        handheld=config["evaluate"]["handheld"],
+    log:
+        "logs/handheld/handheld.log",
+    benchmark:
+        "benchmarks/handheld/handheld.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0,
+    conda:
+        ENV
+    shell:
+        "vaeedof handheld --data data/mattingmfif/test --out data/handheld/test 2>> {log}"
+
+
+rule infer_handheld:
+    input:
+        weights=rules.train.output.weights,
+        info=rules.train.output.info,
+        handheld=rules.handheld.output,
+    output:
+        "data/fused_handheld/manifest.json",
+    params:
+        infer=config["infer"],
+    log:
+        "logs/infer_handheld/infer_handheld.log",
+    benchmark:
+        "benchmarks/infer_handheld/infer_handheld.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+        gpu=0,
+    conda:
+        ENV
+    shell:
+        "vaeedof infer --data data/handheld/test --out data/fused_handheld --align auto "
+        "--checkpoint {input.weights} 2>> {log}"
+
+
+rule evaluate_handheld:
+    input:
+        fused=rules.infer_handheld.output,
+        weights=rules.train.output.weights,
+    output:
+        metrics="reports/handheld/metrics.json",
+        table="reports/handheld/table.md",
+        per_image="reports/handheld/per_image.csv",
+    params:
+        evaluate=config["evaluate"],
+    log:
+        "logs/evaluate_handheld/evaluate_handheld.log",
+    benchmark:
+        "benchmarks/evaluate_handheld/evaluate_handheld.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=0,
+    conda:
+        ENV
+    shell:
+        "vaeedof evaluate --data data/handheld/test --fused data/fused_handheld --reports reports/handheld "
+        "--variant handheld --checkpoint {input.weights} > /dev/null 2>> {log}"

@@ -126,8 +126,9 @@ def write_difficulty(data_dir, fused_dir, reports: Path, patch: int, bins: int) 
          xlabel="difficulty: 100 - PSNR of the best input patch (dB)", ylabel="PSNR (dB)")
 
 
-def write_throughput(fuser, reports: Path, size: int, repeats: int) -> None:
-    """reports/throughput.csv and .png (Figure 6)."""
+def write_throughput(fuser, reports: Path, cfg: dict) -> None:
+    """reports/throughput.csv and .png (Figure 6), with `evaluate.throughput_*` of the params."""
+    size, repeats = cfg["throughput_size"], cfg["throughput_repeats"]
     rows = throughput_table(fuser, size, range(2, 8), repeats)
     atomic.write_csv(reports / "throughput.csv", rows)
     plot(rows, "inputs", "images_per_s", reports / "throughput.png",

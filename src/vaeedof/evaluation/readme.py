@@ -129,11 +129,25 @@ def fuse_speed_block(reports: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def handheld_block(reports: Path) -> str:
+    """Registered versus hand-held (aligned) test stacks, per method."""
+    registered, handheld = _metrics(reports), _metrics(reports / "handheld")
+    lines = ["| method | PSNR registered | PSNR hand-held, aligned | difference | SSIM registered | "
+             "SSIM hand-held |", "|---|---|---|---|---|---|"]
+    for method, scores in handheld["methods"].items():
+        base = registered["methods"].get(method, {})
+        if "PSNR" in scores and "PSNR" in base:
+            lines.append(f"| {method} | {base['PSNR']:.2f} | {scores['PSNR']:.2f} | "
+                         f"{scores['PSNR'] - base['PSNR']:+.2f} | {base.get('SSIM', float('nan')):.4f} | "
+                         f"{scores.get('SSIM', float('nan')):.4f} |")
+    return "\n".join(lines) + f"\n\n{handheld['scenes']} scenes, alignment `{handheld.get('align', '?')}`.\n"
+
+
 def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
     return {"table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
             "difficulty": lambda: difficulty_block(reports),
             "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
-            "fuse-speed": lambda: fuse_speed_block(reports)}
+            "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports)}
 
 
 def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",

@@ -20,7 +20,7 @@ from .metrics import METRICS, MetricSuite, higher_is_better
 
 
 def score(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_dir: str | os.PathLike,
-             checkpoint_info: dict | None = None) -> dict:
+          checkpoint_info: dict | None = None, variant: str = "registered") -> dict:
     """reports/metrics.json (per method means; unavailable metrics with reasons),
     reports/per_image.csv and reports/table.md (Table 1 layout, best marked)."""
     fused_dir, reports_dir = Path(fused_dir), Path(reports_dir)
@@ -35,7 +35,9 @@ def score(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_dir
             scores = suite(read_image(fused_dir / method / f"{scene}.png"), gt)
             rows.append({"scene": scene, "method": method, **scores})
     unavailable = dict(suite.unavailable, **suite.size_reasons(side or 0))
-    summary: dict = {"methods": {}, "unavailable": unavailable, "scenes": len(manifest["scenes"])}
+    summary: dict = {"methods": {}, "unavailable": unavailable, "scenes": len(manifest["scenes"]),
+                     "variant": variant, "align": manifest.get("align", "off"),
+                     "alignment_failed": manifest.get("alignment_failed", [])}
     for method in manifest["methods"]:
         values = [r for r in rows if r["method"] == method]
         summary["methods"][method] = {

@@ -13,6 +13,7 @@ import torch
 from ..errors import VaeedofError
 from ..images import READ_SUFFIXES, LoadedImage, check_output_path, load_image, save_image
 from ..logs import get_logger, progress
+from .align import align_stack
 from .engine import DEFAULT_TILE, Fuser
 from .vae_check import check_inputs
 
@@ -91,11 +92,17 @@ def load_stack(paths: list[Path]) -> list[LoadedImage]:
     return loaded
 
 
-def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: float | None) -> Path:
-    """Encode every input once, check its reconstruction on those encodings, fuse, and write
-    atomically: 16 bits when the first input has them and the format allows; the first
-    input's ICC profile is kept."""
+def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: float | None,
+                align: str = "auto", motion: str = "similarity") -> Path:
+    """Align (`align`: auto, on, off), encode every input once, check its reconstruction on
+    those encodings, fuse, and write atomically: 16 bits when the first input has them and the
+    format allows; the first input's ICC profile is kept."""
     images = [im.data for im in loaded]  # as stored: converted to float tile by tile
+    with fuser.timed("align"):
+        images, alignment = align_stack(images, [str(im.path) for im in loaded], align, motion)
+    if alignment is not None:
+        get_logger().info("alignment: largest displacement %.2f px, %s", alignment.max_shift_px,
+                          "frames aligned" if alignment.applied else "frames left as they are")
     latents = [fuser.encode(image) for image in images]
     if vae_check_db is not None:
         with fuser.timed("vae_check"):
@@ -109,16 +116,17 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
 
 
 def fuse_files(inputs: list[Path], output: str | os.PathLike, open_fuser: Callable[[], Fuser],
-               vae_check_db: float | None = None) -> Path:
+               vae_check_db: float | None = None, align: str = "auto", motion: str = "similarity") -> Path:
     """`vaeedof fuse A B ... -o OUT`: inputs and output checked before the model is loaded."""
     output = check_output_path(output, inputs)
     loaded = load_stack(inputs)
-    return write_fused(open_fuser(), loaded, output, vae_check_db)
+    return write_fused(open_fuser(), loaded, output, vae_check_db, align, motion)
 
 
 def fuse_folders(stacks: list[tuple[str, list[Path]]], out_dir: str | os.PathLike,
                  open_fuser: Callable[[], Fuser], suffix: str = ".png",
-                 vae_check_db: float | None = None) -> list[Path]:
+                 vae_check_db: float | None = None, align: str = "auto",
+                 motion: str = "similarity") -> list[Path]:
     """`vaeedof fuse STACKS/ -o OUT/`: one output per stack folder, the model loaded once."""
     out_dir = Path(out_dir)
     if not stacks:
@@ -127,5 +135,14 @@ def fuse_folders(stacks: list[tuple[str, list[Path]]], out_dir: str | os.PathLik
     targets = [check_output_path(out_dir / f"{name}{suffix}", paths) for name, paths in stacks]
     fuser = open_fuser()
     for (_, paths), target in progress(list(zip(stacks, targets, strict=True)), desc="stacks"):
-        write_fused(fuser, load_stack(paths), target, vae_check_db)
+        write_fused(fuser, load_stack(paths), target, vae_check_db, align, motion)
     return targets
+
+
+def fuse_items(items: list[str], output: str | os.PathLike, open_fuser: Callable[[], Fuser],
+               suffix: str = ".png", **options) -> list[Path]:
+    """`vaeedof fuse ITEMS -o OUTPUT`: one stack (files, folders, patterns), or one folder of
+    stack folders (OUTPUT a folder); `options`: vae_check_db, align, motion."""
+    if is_folder_of_stacks(items):
+        return fuse_folders(find_stacks(items), output, open_fuser, suffix, **options)
+    return [fuse_files(expand_inputs(items), output, open_fuser, **options)]

@@ -1,0 +1,383 @@
+"""Aligning hand-held focus stacks before fusion: `vaeedof align` and `vaeedof fuse --align`.
+
+Each frame is registered to its neighbour in the stack (consecutive focus frames look alike) by
+phase correlation of blocks, iterated (`register_pair`): phase correlation ignores gain, offset
+and any symmetric blur, where intensity-based registration (ECC) reads a defocus difference as
+a scale change of a few tenths of a pixel and so misaligns registered stacks. The neighbour
+transforms are chained towards the middle frame, the reference that keeps its geometry.
+Motion models: `similarity` (shift,
+rotation and scale: focus breathing, the magnification change with focus distance, is the
+scale), `affine` and `homography`; each frame's scale is reported explicitly.
+
+After warping, each frame's per-channel gain and offset are matched to the reference on heavily
+smoothed images (defocus keeps local means, so blur does not bias them), so exposure drift does
+not steer the fusion. Borders: uncovered pixels are filled by replicating the nearest valid
+pixel; the transforms JSON gives the box every frame covers, for those who prefer to crop.
+
+`auto` aligns only when the largest estimated displacement exceeds 0.1 px or the exposure
+differs by more than 1 %: an already registered stack is left untouched, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import VaeedofError
+from ..images import as_float
+
+MODELS = ("similarity", "affine", "homography")
+MODES = ("auto", "on", "off")
+MOTION_THRESHOLD_PX = 0.1
+# Registered renders show 0.02-0.12 px of apparent block shift (noise, defocus), up to 0.3 px
+# between frames with little detail in common; hand-held motion shows as pixels.
+REGISTERED_MEDIAN_PX = 0.35
+MIN_BLOCKS = 16
+EXPOSURE_THRESHOLD = 0.01
+ESTIMATION_SIDE = 1024  # the finest pyramid level: sub-pixel there is a fraction of a pixel here
+SAME_FOCUS = 0.5  # blocks compared only where the two frames hold similar detail
+MIN_SIDE = 32  # smaller frames hold too little to register (auto leaves them as they are)
+
+
+@dataclass
+class Alignment:
+    """Per frame: the 3x3 transform taking reference pixel coordinates to the frame's, its
+    scale (focus breathing), gain and offset per channel; the box all frames cover."""
+
+    transforms: list[np.ndarray]
+    gains: list[np.ndarray]
+    offsets: list[np.ndarray]
+    reference: int
+    valid_box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    applied: bool = True
+    max_shift_px: float = 0.0
+
+    def as_json(self, names: list[str]) -> dict:
+        frames = [{"name": name, "matrix": np.round(t, 8).tolist(), "scale": round(scale_of(t), 6),
+                   "rotation_deg": round(rotation_of(t), 5), "gain": np.round(g, 6).tolist(),
+                   "offset": np.round(o, 6).tolist()}
+                  for name, t, g, o in zip(names, self.transforms, self.gains, self.offsets, strict=True)]
+        return {"reference": names[self.reference], "applied": self.applied,
+                "max_displacement_px": round(self.max_shift_px, 4), "valid_box_xyxy": list(self.valid_box),
+                "frames": frames}
+
+
+def scale_of(matrix: np.ndarray) -> float:
+    return float(math.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+
+
+def rotation_of(matrix: np.ndarray) -> float:
+    return float(math.degrees(math.atan2(matrix[1, 0] - matrix[0, 1], matrix[0, 0] + matrix[1, 1])))
+
+
+def _grey(image: torch.Tensor, side: int) -> tuple[np.ndarray, float]:
+    """Grey float32 copy at most `side` px on its longer side, and the factor it was shrunk by."""
+    import cv2
+
+    pixels = as_float(image).mean(0).numpy()
+    factor = min(1.0, side / max(pixels.shape))
+    if factor < 1.0:
+        size = (max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(pixels, np.float32), factor
+
+
+def _rescale(matrix: np.ndarray, factor: float) -> np.ndarray:
+    """The same transform in pixel coordinates of the image resized by `factor` (pixel centres:
+    x' = factor x - (1 - factor) / 2, as INTER_AREA resizing and pyrDown place them)."""
+    shift = -(1 - factor) / 2
+    scale = np.array([[factor, 0, shift], [0, factor, shift], [0, 0, 1.0]])
+    return scale @ matrix @ np.linalg.inv(scale)
+
+
+def _to_similarity(matrix: np.ndarray) -> np.ndarray:
+    """The closest similarity (shift, rotation, uniform scale) to an affine transform."""
+    a = (matrix[0, 0] + matrix[1, 1]) / 2
+    b = (matrix[1, 0] - matrix[0, 1]) / 2
+    out = np.eye(3)
+    out[:2, :2] = [[a, -b], [b, a]]
+    out[:2, 2] = matrix[:2, 2]
+    return out
+
+
+def _fit(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """Least-squares (outlier-robust) transform taking the points src to dst, 3x3."""
+    import cv2
+
+    if model == "homography":
+        if len(src) < 8:
+            return None
+        matrix, _ = cv2.findHomography(src, dst, cv2.LMEDS)
+        return matrix
+    if len(src) < (3 if model == "similarity" else 4):
+        return None
+    estimator = cv2.estimateAffinePartial2D if model == "similarity" else cv2.estimateAffine2D
+    matrix, _ = estimator(src, dst, method=cv2.LMEDS)
+    return None if matrix is None else np.vstack([matrix, [0, 0, 1]])
+
+
+def _block_shifts(reference: np.ndarray, warped: np.ndarray, block: int, same_focus: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Block centres c in the reference and where each block is found in `warped` (c + shift),
+    by phase correlation: blind to gain, offset and (nearly) to defocus differences, which
+    intensity-based registration reads as motion. Also the number of textured blocks tried.
+    `same_focus`: only blocks holding similar detail in both frames (no defocus difference)."""
+    import cv2
+
+    window = cv2.createHanningWindow((block, block), cv2.CV_32F)
+    height, width = reference.shape
+    src, dst, tried = [], [], 0
+    step = block // 4
+    for y in range(block // 4, height - block - block // 4 + 1, step):
+        for x in range(block // 4, width - block - block // 4 + 1, step):
+            # Contiguous copies: OpenCV's phaseCorrelate misreads strided views of larger arrays.
+            a = np.ascontiguousarray(reference[y:y + block, x:x + block])
+            b = np.ascontiguousarray(warped[y:y + block, x:x + block])
+            if a.std() < 1e-3 or b.std() < 1e-3:
+                continue  # flat: nothing to correlate
+            if same_focus and min(_detail(a), _detail(b)) < SAME_FOCUS * max(_detail(a), _detail(b)):
+                continue  # in focus in one frame only: its defocus would pass for motion
+            tried += 1
+            (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+            if response > 0.05 and abs(dx) < block / 4 and abs(dy) < block / 4:
+                centre = (x + (block - 1) / 2, y + (block - 1) / 2)
+                src.append(centre)
+                dst.append((centre[0] + dx, centre[1] + dy))
+    return np.float32(src).reshape(-1, 2), np.float32(dst).reshape(-1, 2), tried
+
+
+def _detail(block: np.ndarray) -> float:
+    """Fine detail of a block: mean squared Laplacian (defocus removes it)."""
+    import cv2
+
+    return float(np.mean(cv2.Laplacian(block, cv2.CV_32F) ** 2))
+
+
+def _agreeing(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray) -> int:
+    """How many block shifts the transform explains to within half a pixel."""
+    moved = np.c_[src, np.ones(len(src))] @ matrix.T
+    moved = moved[:, :2] / moved[:, 2:3]
+    return int((np.linalg.norm(moved - dst, axis=1) < 0.5).sum())
+
+
+def _refine(reference: np.ndarray, moving: np.ndarray, model: str, matrix: np.ndarray, block: int
+            ) -> tuple[np.ndarray | None, bool]:
+    """Warp the moving frame by the estimate, phase-correlate blocks, fit the residual transform
+    and compose it in, while that keeps shrinking it (what remains then is measurement noise,
+    which adding again and again would only accumulate). Also whether the frames match: most
+    textured blocks agree with the last fit."""
+    import cv2
+
+    previous = math.inf
+    for _ in range(8):
+        src, dst, tried = _block_shifts(reference, _warp(moving, matrix, cv2.INTER_CUBIC), block)
+        residual = _fit(model, src, dst)
+        if residual is None:
+            return None, False
+        size = _displacement(residual, *reference.shape)
+        if size >= 0.9 * previous:
+            break
+        matrix, previous = matrix @ residual, size
+        if size < 0.005:
+            break
+    return matrix, _agreeing(residual, src, dst) >= max(4, tried // 3)
+
+
+def register_pair(reference: np.ndarray, moving: np.ndarray, model: str) -> np.ndarray | None:
+    """3x3 transform T with moving(T p) ~ reference(p), or None when the frames do not match:
+    refined from no motion, or, failing that, from the shift a global phase correlation finds."""
+    import cv2
+
+    block = _block_size(reference.shape)
+    matrix, matched = _refine(reference, moving, model, np.eye(3), block)
+    if matched:
+        return matrix
+    window = cv2.createHanningWindow(reference.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(reference, moving, window)
+    start = np.eye(3)
+    start[:2, 2] = (dx, dy)
+    matrix, matched = _refine(reference, moving, model, start, block)
+    return matrix if matched else None
+
+
+def _displacement(matrix: np.ndarray, height: int, width: int) -> float:
+    """Largest displacement (px) of the image corners and centre under the transform."""
+    points = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1],
+                       [width / 2, height / 2, 1]], dtype=np.float64)
+    moved = points @ matrix.T
+    moved = moved[:, :2] / moved[:, 2:3]
+    return float(np.abs(moved - points[:, :2]).max())
+
+
+def _chain(greys: list[np.ndarray], names: list[str], reference: int, model: str) -> list[np.ndarray]:
+    """Transforms from the reference's coordinates to each frame's, neighbour by neighbour."""
+    transforms: list[np.ndarray | None] = [None] * len(greys)
+    transforms[reference] = np.eye(3)
+    order = [(k, k - 1) for k in range(reference + 1, len(greys))] + \
+        [(k, k + 1) for k in range(reference - 1, -1, -1)]
+    for frame, neighbour in order:
+        pair = register_pair(greys[neighbour], greys[frame], model)
+        if pair is None:
+            raise VaeedofError(f"{names[frame]}: cannot be aligned to {names[neighbour]} (too little "
+                               "texture or too much motion); fuse without alignment: --align off")
+        transforms[frame] = pair @ transforms[neighbour]
+    return transforms  # type: ignore[return-value]
+
+
+def _thumbnail(image: torch.Tensor, side: int = 256) -> tuple[np.ndarray, float]:
+    import cv2
+
+    pixels = as_float(image).permute(1, 2, 0).numpy()
+    factor = min(1.0, side / max(pixels.shape[:2]))
+    size = (max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), factor
+
+
+def _warp(pixels: np.ndarray, matrix: np.ndarray, interpolation: int) -> np.ndarray:
+    """frame(T p) for every reference pixel p; uncovered pixels replicate the nearest valid one."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    flags = interpolation | cv2.WARP_INVERSE_MAP
+    if np.allclose(matrix[2], [0, 0, 1]):
+        return cv2.warpAffine(pixels, matrix[:2], (width, height), flags=flags,
+                              borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(pixels, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _exposure(images: list[torch.Tensor], transforms: list[np.ndarray], reference: int
+              ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per frame and channel, the gain matching its mean to the reference's over the area both
+    cover (defocus moves light around but keeps the mean; offsets stay 0: a local fit read
+    defocus as exposure)."""
+    import cv2
+
+    thumbs = [_thumbnail(image) for image in images]
+    target = thumbs[reference][0]
+    margin = max(2, round(0.05 * max(target.shape[:2])))
+    inner = (slice(margin, -margin), slice(margin, -margin))
+    gains = []
+    for (thumb, factor), matrix in zip(thumbs, transforms, strict=True):
+        warped = _warp(thumb, _rescale(matrix, factor), cv2.INTER_LINEAR)
+        means = warped[inner].reshape(-1, 3).mean(0)
+        reference_means = target[inner].reshape(-1, 3).mean(0)
+        gains.append(np.where(means > 1e-3, reference_means / np.maximum(means, 1e-3), 1.0))
+    return gains, [np.zeros(3) for _ in gains]
+
+
+def _valid_box(transforms: list[np.ndarray], height: int, width: int) -> tuple[int, int, int, int]:
+    """The box of reference pixels that every frame covers (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], dtype=np.float64)
+    for matrix in transforms:
+        back = corners @ np.linalg.inv(matrix).T
+        back = back[:, :2] / back[:, 2:3]
+        x0, x1 = max(x0, back[[0, 2], 0].max()), min(x1, back[[1, 3], 0].min())
+        y0, y1 = max(y0, back[[0, 1], 1].max()), min(y1, back[[2, 3], 1].min())
+    left, top = math.ceil(x0), math.ceil(y0)
+    return left, top, max(left, math.floor(x1)), max(top, math.floor(y1))
+
+
+def looks_registered(images: list[torch.Tensor]) -> bool:
+    """No sign of motion between any two neighbours: where both hold similar detail, blocks sit
+    where they are (median apparent shift under REGISTERED_MEDIAN_PX; pairs with too few such
+    blocks say nothing). Decided before any transform is fitted, so defocus differences, which
+    a fit can mistake for motion, never misalign a registered stack."""
+    greys = [_grey(image, ESTIMATION_SIDE)[0] for image in images]
+    block = _block_size(greys[0].shape)
+    for first, second in zip(greys, greys[1:], strict=False):
+        src, dst, _ = _block_shifts(first, second, block, same_focus=True)
+        if len(src) >= MIN_BLOCKS and np.median(np.linalg.norm(dst - src, axis=1)) >= REGISTERED_MEDIAN_PX:
+            return False
+    return True
+
+
+def _block_size(shape: tuple[int, int]) -> int:
+    """Phase-correlation blocks: 64 px, smaller for small frames (a quarter of the short side)."""
+    return int(min(64, 2 ** math.floor(math.log2(max(16, min(shape) // 4)))))
+
+
+def estimate(images: list[torch.Tensor], names: list[str], model: str = "similarity") -> Alignment:
+    """The alignment of a stack to its middle frame (nothing is warped here)."""
+    if model not in MODELS:
+        raise VaeedofError(f"motion model {model!r}: expected one of {', '.join(MODELS)}")
+    height, width = images[0].shape[-2:]
+    reference = (len(images) - 1) // 2
+    shrunk = [_grey(image, ESTIMATION_SIDE) for image in images]
+    factor = shrunk[0][1]
+    small = _chain([g for g, _ in shrunk], names, reference, model)
+    transforms = [_rescale(t, 1 / factor) for t in small]
+    gains, offsets = _exposure(images, transforms, reference)
+    shift = max(_displacement(t, height, width) for t in transforms)
+    return Alignment(transforms, gains, offsets, reference, _valid_box(transforms, height, width),
+                     max_shift_px=shift)
+
+
+def needs_alignment(alignment: Alignment) -> bool:
+    exposure = max(max(abs(g - 1).max(), abs(o).max()) for g, o in zip(alignment.gains, alignment.offsets,
+                                                                        strict=True))
+    return alignment.max_shift_px > MOTION_THRESHOLD_PX or exposure > EXPOSURE_THRESHOLD
+
+
+def apply(images: list[torch.Tensor], alignment: Alignment) -> list[torch.Tensor]:
+    """Warped and exposure-matched frames, in their stored dtype (uint8 or float)."""
+    import cv2
+
+    out = []
+    for image, matrix, gain, offset in zip(images, alignment.transforms, alignment.gains, alignment.offsets,
+                                           strict=True):
+        if np.allclose(matrix, np.eye(3)) and np.allclose(gain, 1) and np.allclose(offset, 0):
+            out.append(image)
+            continue
+        pixels = as_float(image).permute(1, 2, 0).numpy()
+        warped = _warp(np.ascontiguousarray(pixels), matrix, cv2.INTER_CUBIC)
+        corrected = np.clip(warped * gain.astype(np.float32) + offset.astype(np.float32), 0, 1)
+        tensor = torch.from_numpy(np.ascontiguousarray(corrected)).permute(2, 0, 1)
+        out.append((tensor * 255 + 0.5).to(torch.uint8) if image.dtype == torch.uint8 else tensor)
+    return out
+
+
+def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto",
+                model: str = "similarity") -> tuple[list[torch.Tensor], Alignment | None]:
+    """`off`: the frames as they are; `on`: aligned; `auto`: aligned only when they need it."""
+    if mode not in MODES:
+        raise VaeedofError(f"--align {mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "off" or len(images) < 2:
+        return images, None
+    if min(images[0].shape[-2:]) < MIN_SIDE:
+        if mode == "on":
+            raise VaeedofError(f"{names[0]}: frames smaller than {MIN_SIDE} px cannot be aligned; "
+                               "use --align off")
+        return images, None
+    if mode == "auto" and looks_registered(images):
+        return images, None
+    alignment = estimate(images, names, model)
+    if mode == "auto" and not needs_alignment(alignment):
+        alignment.applied = False
+        return images, alignment
+    return apply(images, alignment), alignment
+
+
+def write_aligned(loaded: list, out_dir, model: str = "similarity") -> list:
+    """`vaeedof align`: aligned frames as PNG (16-bit kept) plus transforms.json in out_dir."""
+    from pathlib import Path
+
+    from .. import atomic
+    from ..images import save_image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [im.path.name for im in loaded]
+    frames, alignment = align_stack([im.data for im in loaded], names, "on", model)
+    written = []
+    for image, frame in zip(loaded, frames, strict=True):
+        target = out_dir / f"{image.path.stem}.png"
+        if target.resolve() == image.path.resolve():
+            raise VaeedofError(f"{target}: output would overwrite its input; choose another -o folder")
+        save_image(as_float(frame), target, bits=image.bits, icc_profile=image.icc_profile)
+        written.append(target)
+    atomic.write_json(out_dir / "transforms.json", alignment.as_json(names))
+    return written
