@@ -1,5 +1,5 @@
-"""Benchmark: seconds per stage of `vaeedof fuse` (load, read, encode, U-Net, decode, compose,
-VAE check, write), the work each stage does (FLOPs counted by torch's flop counter), the rate it
+"""Benchmark: seconds per stage of `vaeedof fuse` (load, read, align, encode, U-Net, decode,
+compose, VAE check, write), the work each stage does (FLOPs counted by torch's flop counter), the rate it
 achieves and how that compares with this machine's fp32 matmul rate (measured here: the roofline),
 plus peak memory.
 
@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--mode", default="hybrid", choices=["latent", "hybrid"])
+    parser.add_argument("--align", default="auto", choices=["auto", "on", "off"],
+                        help="off for random inputs (independent noise frames cannot be registered)")
     parser.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
     parser.add_argument("--cli-repeats", type=int, default=0, help="with --images: also time the whole "
                         "`vaeedof fuse` command (imports and loading included) this many times")
@@ -97,7 +99,7 @@ def main() -> None:
     width, height = loaded[0].size
     with tempfile.TemporaryDirectory() as tmp:
         wall = time.perf_counter()
-        write_fused(fuser, loaded, Path(tmp) / "fused.png", vae_check_db=27.0)
+        write_fused(fuser, loaded, Path(tmp) / "fused.png", vae_check_db=27.0, align=args.align)
         wall = time.perf_counter() - wall + fuser.timings["load"] + fuser.timings["read"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
@@ -106,7 +108,7 @@ def main() -> None:
     per_pixel = flops_per_pixel(fuser)
     pixels, n = height * width, len(loaded)
     levels = max(1, -(-n // fuser.model.max_inputs))  # hierarchical: extra encodes and decodes
-    work = {"encode": per_pixel["encode"] * pixels * (n + (levels - 1 if n > fuser.model.max_inputs else 0)),
+    work = {"encode": per_pixel["encode"] * pixels * (n + (levels if n > fuser.model.max_inputs else 0)),
             "decode": per_pixel["decode"] * pixels * (levels + (1 if n > fuser.model.max_inputs else 0)),
             "unet": per_pixel["unet"] * pixels * levels}
     print(f"{n} inputs of {width}x{height}, tile {args.tile}, {fuser.device}, precision {args.precision}, "
@@ -117,7 +119,7 @@ def main() -> None:
     row = {"case": args.record, "inputs": n, "width": width, "height": height, "device": str(fuser.device),
            "precision": args.precision, "wall_s": round(wall, 2), "peak_gib": round(peak, 2),
            "roofline_gflops": round(roof)}
-    for stage in ("load", "read", "encode", "unet", "decode", "compose", "vae_check", "write"):
+    for stage in ("load", "read", "align", "encode", "unet", "decode", "compose", "vae_check", "write"):
         seconds = fuser.timings.get(stage, 0.0)
         row[f"{stage}_s"] = round(seconds, 2)
         if stage in work and seconds > 0:
@@ -141,7 +143,8 @@ def cli_wall(args, repeats: int) -> float:
     import sys
 
     command = [sys.executable, "-m", "vaeedof.cli", "fuse", *args.images, "-o", "", "--tile", str(args.tile),
-               "--device", args.device, "--precision", args.precision, "--mode", args.mode]
+               "--device", args.device, "--precision", args.precision, "--mode", args.mode,
+               "--align", args.align]
     if Path(args.checkpoint).exists():
         command += ["--checkpoint", args.checkpoint]
     times = []

@@ -147,9 +147,29 @@ def test_align_command_and_unalignable_frame(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "aligned").glob("*.png")) == ["f0.png", "f1.png", "f2.png"]
     rng = np.random.default_rng(5)
     for name in ("n0.png", "n1.png"):  # unrelated noise: nothing to register
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8)).save(tmp_path / name)
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), np.uint8)).save(tmp_path / name)
     code = main(["align", str(tmp_path / "n0.png"), str(tmp_path / "n1.png"), "-o", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "n1.png: cannot be aligned" in err[0] and "--align off" in err[0]
     with pytest.raises(VaeedofError, match="motion model"):
         estimate(frames, ["a", "b", "c"], "projective")
+
+
+def test_auto_fuses_a_moved_stack_it_cannot_align_with_a_warning(caplog, monkeypatch):
+    """`auto` never stops a fusion: frames that moved (forced here) but do not match are fused as
+    they are, with a warning; `on` (and the evaluation's strict mode) stop with one line."""
+    import vaeedof.fusion.align as align
+
+    monkeypatch.setattr(align, "looks_registered", lambda images: False)
+    logger = align.get_logger()  # the CLI's logger does not propagate: listen to it directly
+    logger.addHandler(caplog.handler)
+    monkeypatch.setattr(logger, "level", 0)
+    rng = np.random.default_rng(7)
+    frames = [torch.from_numpy(rng.random((3, 256, 256), dtype=np.float32)) for _ in range(2)]
+    aligned, alignment = align_stack(frames, ["n0", "n1"], "auto")
+    assert alignment is None and all(a is f for a, f in zip(aligned, frames, strict=True))
+    logger.removeHandler(caplog.handler)
+    assert "n1: cannot be aligned to n0" in caplog.text and "--align on makes this an error" in caplog.text
+    for kwargs in ({"mode": "on"}, {"mode": "auto", "strict": True}):
+        with pytest.raises(VaeedofError, match="n1: cannot be aligned"):
+            align_stack(frames, ["n0", "n1"], **kwargs)

@@ -49,8 +49,10 @@ def test_trained_model_beats_mean_of_inputs(tmp_path, monkeypatch):
     # The hybrid output keeps exact in-focus pixels: well above the latent output it starts from.
     assert scores["val_psnr_hybrid"] > scores["val_psnr"] + 2.0, scores
 
-    # Tiled inference (U-Net tiles with quarter overlaps, blended) stays within 0.1 dB of one pass
-    # over the whole image, in both output modes, on the rendered scenes.
+    # Tiled inference (U-Net tiles with quarter overlaps, blended) loses nothing against one pass
+    # over the whole image (within 0.1 dB or better), in both output modes, on the rendered scenes.
+    # Measured: tiles of the training patch size are better here (latent +0.9 dB): the whole
+    # 96 px image is padded past the size the model was trained on.
     from vaeedof.fusion.loader import load_fuser
     from vaeedof.images import psnr
     from vaeedof.render import layout
@@ -63,4 +65,4 @@ def test_trained_model_beats_mean_of_inputs(tmp_path, monkeypatch):
             inputs, gt = layout.load_tensors(scene)
             gaps.append(psnr(tiled.fuse(inputs, mode), gt) - psnr(whole.fuse(inputs, mode), gt))
         print(mode, "tiled - whole PSNR per scene:", [round(g, 3) for g in gaps])
-        assert abs(sum(gaps) / len(gaps)) < 0.1, (mode, gaps)
+        assert sum(gaps) / len(gaps) > -0.1, (mode, gaps)

@@ -45,7 +45,8 @@ def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser, align:
         for scene_dir in progress(scenes, desc="infer"):
             inputs, gt = layout.load_tensors(scene_dir)
             try:
-                inputs, _ = align_stack(inputs, [f"{scene_dir.name}/{k}" for k in range(len(inputs))], align)
+                names = [f"{scene_dir.name}/{k}" for k in range(len(inputs))]
+                inputs, _ = align_stack(inputs, names, align, strict=True)
             except VaeedofError as exc:  # counted and reported: the evaluation goes on unaligned
                 get_logger().warning("%s", exc)
                 unaligned.append(scene_dir.name)

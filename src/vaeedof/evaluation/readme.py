@@ -118,11 +118,14 @@ def timings_block(benchmarks: Path) -> str:
 def fuse_speed_block(reports: Path) -> str:
     """`scripts/bench_fuse.py --record LABEL` rows: seconds per stage of `vaeedof fuse`."""
     rows = _rows(reports / "fuse_speed.csv")
-    lines = ["| case | inputs | size | device | wall s | encode s | U-Net s | decode s | compose s | "
-             "VAE check s | encode / decode GFLOP/s (matmul) | peak GiB |", "|---" * 12 + "|"]
+    lines = ["| case | inputs | size | device | command wall s | fusion wall s | align s | encode s | "
+             "U-Net s | decode s | compose s | VAE check s | encode / decode GFLOP/s (matmul) | peak GiB |",
+             "|---" * 14 + "|"]
     for r in rows:
         lines.append(f"| {r['case']} | {r['inputs']} | {r['width']}x{r['height']} | {r['device']} "
-                     f"{r['precision']} | {r['wall_s']} | {r['encode_s']} | {r['unet_s']} | "
+                     f"{r['precision']} | {r.get('cli_wall_s') or '-'} | {r['wall_s']} | "
+                     f"{r.get('align_s', '-')} | "
+                     f"{r['encode_s']} | {r['unet_s']} | "
                      f"{r['decode_s']} | {r['compose_s']} | {r['vae_check_s']} | "
                      f"{r.get('encode_gflops', '-')} / "
                      f"{r.get('decode_gflops', '-')} ({r['roofline_gflops']}) | {r['peak_gib']} |")
