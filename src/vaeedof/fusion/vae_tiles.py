@@ -19,8 +19,8 @@ from ..images import as_float
 from ..nets.vae import DECODER_HALO, ENCODER_HALO, SCALE
 
 # Core side (pixels) of a full-resolution VAE tile: bounds memory (64 channels per pixel in
-# float32, about 280 MB per activation of a haloed tile) while keeping the halo's share small.
-VAE_TILE = 896
+# float32, about 210 MB per activation of a haloed tile) while keeping the halo's share small.
+VAE_TILE = 768
 
 
 def spans(length: int, core: int, multiple: int = 1) -> list[tuple[int, int]]:
