@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vaeedof.fusion.engine import Fuser
 from vaeedof.fusion.files import load_stack, write_fused
 from vaeedof.fusion.loader import load_fuser
+from vaeedof.fusion.options import ALIGN_MODES, OUTPUT_MODES, PRECISIONS
 from vaeedof.images import LoadedImage
 from vaeedof.nets.unet import FusionUNet
 from vaeedof.nets.vae import SPECS, TinyVAE
@@ -69,9 +70,9 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=2, help="number of random inputs")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--mode", default="hybrid", choices=["latent", "hybrid"])
-    parser.add_argument("--align", default="auto", choices=["auto", "on", "off"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--mode", default="hybrid", choices=OUTPUT_MODES)
+    parser.add_argument("--align", default="auto", choices=ALIGN_MODES,
                         help="off for random inputs (independent noise frames cannot be registered)")
     parser.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
     parser.add_argument("--cli-repeats", type=int, default=0, help="with --images: also time the whole "

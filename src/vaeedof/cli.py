@@ -10,6 +10,7 @@ from pathlib import Path
 from . import params as params_mod
 from .devices import CHOICES as DEVICE_CHOICES
 from .errors import VaeedofError
+from .fusion.options import ALIGN_MODES, MOTION_MODELS, OUTPUT_MODES, PRECISIONS
 from .logs import get_logger, setup_logging
 
 # Inputs the frozen VAE reconstructs below this PSNR (dB) are named (the paper's safeguard).
@@ -287,12 +288,12 @@ def _add_fusion_commands(sub) -> None:
                    "folder of stacks)")
     p.add_argument("--format", default="png", choices=["png", "jpg", "tif"],
                    help="output format for a folder of stacks")
-    p.add_argument("--align", default="auto", choices=["auto", "on", "off"],
+    p.add_argument("--align", default="auto", choices=ALIGN_MODES,
                    help="register hand-held frames first; auto: only when they moved by more than "
                    "0.1 px or their exposure differs by more than 1%%")
-    p.add_argument("--motion", default="similarity", choices=["similarity", "affine", "homography"],
+    p.add_argument("--motion", default="similarity", choices=MOTION_MODELS,
                    help="alignment motion model (similarity: shift, rotation, focus breathing)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
     _add_model_args(p)
@@ -301,7 +302,7 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--vae-check-db", type=float, default=VAE_CHECK_DB,
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
-    p.add_argument("--mode", choices=["latent", "hybrid"],
+    p.add_argument("--mode", choices=OUTPUT_MODES,
                    help="output: latent (every pixel decoded, the paper) or hybrid (exact in-focus "
                    "input pixels, decoded fusion elsewhere); default: fusion.output in params")
     p.set_defaults(func=cmd_fuse)
@@ -310,7 +311,7 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("images", nargs="+", help="image files, a folder or glob patterns, in focus order")
     p.add_argument("-o", "--output", required=True, help="folder for the aligned frames (PNG) and "
                    "transforms.json")
-    p.add_argument("--motion", default="similarity", choices=["similarity", "affine", "homography"])
+    p.add_argument("--motion", default="similarity", choices=MOTION_MODELS)
     p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
@@ -324,7 +325,7 @@ def _add_evaluation_commands(sub) -> None:
     p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
     p.add_argument("--data", default="data/mattingmfif/test")
     p.add_argument("--out", default="data/fused")
-    p.add_argument("--align", default="off", choices=["auto", "on", "off"],
+    p.add_argument("--align", default="off", choices=ALIGN_MODES,
                    help="align each stack first (every method gets the aligned frames)")
     _add_model_args(p)
     p.set_defaults(func=cmd_infer)

@@ -29,9 +29,9 @@ import torch
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import get_logger
+from .options import ALIGN_MODES as MODES
+from .options import MOTION_MODELS as MODELS
 
-MODELS = ("similarity", "affine", "homography")
-MODES = ("auto", "on", "off")
 MOTION_THRESHOLD_PX = 0.1
 # Registered renders show 0.02-0.12 px of apparent block shift (noise, defocus), up to 0.3 px
 # between frames with little detail in common; hand-held motion shows as pixels.

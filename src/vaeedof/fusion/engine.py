@@ -36,10 +36,10 @@ from ..nets.unet import FusionUNet, fill_inputs
 from ..nets.vae import SCALE, pad_to_multiple
 from ..params import schema_defaults
 from . import vae_tiles
+from .options import OUTPUT_MODES as MODES
+from .options import PRECISIONS
 
 TILE_MULTIPLE = 64
-MODES = ("latent", "hybrid")
-PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_TILE = schema_defaults()["infer"]["tile"]
 
 
