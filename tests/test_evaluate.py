@@ -150,7 +150,8 @@ def test_real_stacks_discovery_and_sheet(tmp_path):
         find_stacks([str(tmp_path / "nope")], limit=5)
     fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
     real.real_stacks_sheet(stacks, fuser, tmp_path / "sheet.png", tile=32)
-    assert Image.open(tmp_path / "sheet.png").size[1] == 2 * (24 + 14)
+    # Per stack: the whole images (32 x 24 under a label), then their 1:1 crops (32 x 32).
+    assert Image.open(tmp_path / "sheet.png").size[1] == 2 * ((24 + 14) + (32 + 14))
 
 
 def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):

@@ -82,7 +82,7 @@ def test_mirror_preferred_and_tampered_mirror_skipped(tmp_path, monkeypatch):
 
 
 def test_unpinned_asset_refused(tmp_path):
-    asset = registry.lookup("polyhaven/venice_sunset")
+    asset = registry.lookup("polyhaven/studio_small_09")
     assert not asset.pinned
     with pytest.raises(VaeedofError, match="no pinned checksum"):
         fetch.resolve(asset, tmp_path)

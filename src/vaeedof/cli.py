@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import params as params_mod
+from .assets.fetch import default_resources_dir
 from .devices import CHOICES as DEVICE_CHOICES
 from .errors import VaeedofError
+from .evaluation import commands as evaluation_commands
 from .fusion.options import ALIGN_MODES, MOTION_MODELS, OUTPUT_MODES, PRECISIONS
 from .logs import get_logger, setup_logging
 
@@ -94,15 +95,6 @@ def cmd_train(args) -> None:
           track=not args.no_mlflow, stop_at=args.stop_at)
 
 
-def cmd_runs(args) -> None:
-    from .tracking import DEFAULT_METRICS, recent_runs, table
-
-    runs = recent_runs(args.limit, args.kind, args.tracking_uri)
-    if not runs:
-        raise VaeedofError("no MLflow runs" + (f" of kind {args.kind!r}" if args.kind else ""))
-    print(table(runs, tuple(args.metric) or DEFAULT_METRICS))
-
-
 def cmd_vae_check(args) -> None:
     """The paper's deployment safeguard: how well the VAE reconstructs each input."""
     from .fusion.vae_check import check_inputs
@@ -141,62 +133,13 @@ def cmd_align(args) -> None:
     get_logger().info("aligned %d frames into %s (transforms.json beside them)", len(written), args.output)
 
 
-def _fuser(args, params: dict):
-    from .fusion.loader import load_fuser
-
-    return load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
-                      params["assets"]["mirrors"])
-
-
-def cmd_infer(args) -> None:
-    from .evaluation.infer import infer
-
-    infer(args.data, args.out, _fuser(args, _load_params(args)), args.align)
-
-
-def cmd_evaluate(args) -> None:
-    from .evaluation.evaluate import run
-
-    run(_load_params(args), args.data, args.fused, args.reports, args.checkpoint, not args.no_mlflow,
-        args.variant)
-    print((Path(args.reports) / "table.md").read_text())
-
-
-def cmd_handheld(args) -> None:
-    from .evaluation.handheld import make_split
-
-    make_split(args.data, args.out, _load_params(args))
-
-
-def cmd_real_sheet(args) -> None:
-    from .evaluation.real import real_stacks_sheet
-    from .fusion.files import find_stacks
-
-    params = _load_params(args)
-    cfg = params["evaluate"]
-    stacks = find_stacks(args.stacks or cfg["real_stacks"], cfg["real_stacks_max"])
-    real_stacks_sheet(stacks, _fuser(args, params), Path(args.out))
-
-
-def cmd_throughput(args) -> None:
-    from .evaluation.figures import write_throughput
-
-    params = _load_params(args)
-    write_throughput(_fuser(args, params), Path(args.reports), params["evaluate"])
-
-
-def cmd_readme(args) -> None:
-    from .evaluation.readme import update
-
-    changed = update(args.readme, args.reports, args.benchmarks, args.check)
-    print(f"{args.readme}: " + (f"regenerated {', '.join(changed)}" if changed else "figures up to date"))
-
-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """Where the trained model and the VAE weights come from, and where it runs."""
-    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--checkpoint", help="exported weights (default: models/fusion_ema.safetensors "
+                   "when this folder has one, else the release model)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--resources", default="resources")
+    p.add_argument("--resources", default=default_resources_dir(),
+                   help="verified downloads (default: resources/ in a project, else the user cache)")
 
 
 def _add_tracking_arg(p: argparse.ArgumentParser) -> None:
@@ -217,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_commands(sub)
     _add_training_commands(sub)
     _add_fusion_commands(sub)
-    _add_evaluation_commands(sub)
+    evaluation_commands.add_commands(sub, _add_model_args, _add_tracking_arg)
     return parser
 
 
@@ -316,62 +259,9 @@ def _add_fusion_commands(sub) -> None:
 
     p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
     p.add_argument("images", nargs="+")
-    p.add_argument("--resources", default="resources")
+    p.add_argument("--resources", default=default_resources_dir())
     p.add_argument("--warn-below", type=float, default=VAE_CHECK_DB, help="warn under this PSNR (dB)")
     p.set_defaults(func=cmd_vae_check)
-
-
-def _add_evaluation_commands(sub) -> None:
-    p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
-    p.add_argument("--data", default="data/mattingmfif/test")
-    p.add_argument("--out", default="data/fused")
-    p.add_argument("--align", default="off", choices=ALIGN_MODES,
-                   help="align each stack first (every method gets the aligned frames)")
-    _add_model_args(p)
-    p.set_defaults(func=cmd_infer)
-
-    p = sub.add_parser("evaluate", help="score the fused test scenes against the ground truth")
-    p.add_argument("--data", default="data/mattingmfif/test")
-    p.add_argument("--fused", default="data/fused")
-    p.add_argument("--reports", default="reports")
-    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
-    p.add_argument("--variant", default="registered", choices=["registered", "handheld"],
-                   help="which test stacks these are (a tag in the reports and MLflow)")
-    _add_tracking_arg(p)
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("handheld", help="a hand-held copy of the test split (seeded warps)")
-    p.add_argument("--data", default="data/mattingmfif/test")
-    p.add_argument("--out", default="data/handheld/test")
-    p.set_defaults(func=cmd_handheld)
-
-    p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")
-    p.add_argument("stacks", nargs="*", help="stack folders (default: evaluate.real_stacks)")
-    p.add_argument("--out", default="reports/contact_sheet_real.png")
-    _add_model_args(p)
-    p.set_defaults(func=cmd_real_sheet)
-
-    p = sub.add_parser("throughput", help="fused images per second versus number of inputs")
-    p.add_argument("--reports", default="reports")
-    _add_model_args(p)
-    p.set_defaults(func=cmd_throughput)
-
-    p = sub.add_parser("runs", help="compare recent MLflow runs: differing params, final metrics")
-    p.add_argument("-n", "--limit", type=int, default=10, help="newest N runs (default 10)")
-    p.add_argument("--kind", choices=["train", "evaluation"], help="only this kind of run")
-    p.add_argument("--metric", action="append", default=[], metavar="PATTERN",
-                   help="metric columns (glob, repeatable; default: loss, val_psnr*, *.PSNR, *.SSIM)")
-    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
-                   "sqlite:///<cwd>/mlflow.db)")
-    p.set_defaults(func=cmd_runs)
-
-    p = sub.add_parser("readme", help="regenerate the README's result figures from the reports")
-    p.add_argument("readme", nargs="?", default="README.md")
-    p.add_argument("--reports", default="reports")
-    p.add_argument("--benchmarks", default="benchmarks")
-    p.add_argument("--check", action="store_true", help="change nothing; fail when a figure is stale")
-    p.set_defaults(func=cmd_readme)
-
 
 
 def main(argv: list[str] | None = None) -> int:

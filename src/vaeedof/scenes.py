@@ -45,6 +45,11 @@ def _r(value: float) -> float:
     return round(float(value), 6)
 
 
+def _credit(asset: dict) -> dict:
+    # Photographs carry an attribution that must travel with every scene using them.
+    return {"credit": asset["credit"]} if asset.get("credit") else {}
+
+
 def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
     """One scene's parameters (Algorithm 1) from the seed; pure function of its arguments."""
     cfg = params["scenes"]
@@ -75,6 +80,7 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
             "height_m": _r(height),
             "width_m": _r(height * asset["width"] / asset["height"]),
             "rotation_deg": _r(rng.uniform(*cfg["rotation_deg"])),
+            **_credit(asset),
         })
     planes.sort(key=lambda plane: plane["distance_m"])
     depth = cfg["background_distance_m"]
@@ -94,6 +100,7 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
         "height_m": _r(2 * (half_view + margin)),
         "width_m": _r(2 * (half_view + margin)),
         "rotation_deg": 0.0,
+        **_credit(background),
     })
     hdri = hdris[int(rng.integers(len(hdris)))]
     crop = _sample_crop(rng, params["render"], planes, focal, sensor, split)
@@ -113,6 +120,7 @@ def sample_scene(params: dict, split: str, index: int, assets: dict) -> dict:
             "sha256": hdri["sha256"],
             "rotation_deg": _r(rng.uniform(*cfg["hdri_rotation_deg"])),
             "strength": _r(rng.uniform(*cfg["world_strength"])),
+            **_credit(hdri),
         },
         "planes": planes,
         # focus_k.png is focused on planes[k]; the index map uses the same numbering.

@@ -118,7 +118,8 @@ class Tracker:
             mlflow.end_run(status)
 
 
-def log_evaluation(summary: dict, params: dict, reports_dir: Path) -> str | None:
+def log_evaluation(summary: dict, params: dict, reports_dir: Path,
+                   artifacts: tuple[str, ...] = ("metrics.json", "table.md", "per_image.csv")) -> str | None:
     """One MLflow run per evaluation, tagged with the training run it evaluates (the store was
     checked with `check_store` before the evaluation started)."""
     import mlflow
@@ -138,7 +139,7 @@ def log_evaluation(summary: dict, params: dict, reports_dir: Path) -> str | None
         metrics = {f"{method}.{name}".replace("-", "_"): value
                    for method, scores in summary["methods"].items() for name, value in scores.items()}
         mlflow.log_metrics(metrics)
-        for name in ("metrics.json", "table.md", "per_image.csv"):
+        for name in artifacts:
             if (reports_dir / name).exists():
                 mlflow.log_artifact(str(reports_dir / name))
         return run.info.run_id

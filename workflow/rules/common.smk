@@ -65,5 +65,5 @@ def all_outputs():
     outputs = dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table,
                                    rules.evaluate_handheld.output.table, rules.throughput.output.table]
     if config["evaluate"]["real_stacks"]:
-        outputs.append("reports/contact_sheet_real.png")
+        outputs += ["reports/contact_sheet_real.png", "reports/real_metrics.csv"]
     return outputs

@@ -170,3 +170,25 @@ rule evaluate_handheld:
     shell:
         "vaeedof evaluate --data data/handheld/test --fused data/fused_handheld --reports reports/handheld "
         "--variant handheld --checkpoint {input.weights} > /dev/null 2>> {log}"
+
+
+rule real_metrics:
+    input:
+        weights=rules.train.output.weights,
+    output:
+        "reports/real_metrics.csv",
+    params:
+        stacks=config["evaluate"]["real_stacks"],
+    log:
+        "logs/real_metrics/real_metrics.log",
+    benchmark:
+        "benchmarks/real_metrics/real_metrics.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=0,
+    conda:
+        ENV
+    shell:
+        "vaeedof real-metrics --reports reports --checkpoint {input.weights} 2>> {log}"

@@ -13,10 +13,10 @@ from .. import atomic
 from ..errors import VaeedofError
 from ..hashing import sha256_file, sha256_json
 from ..logs import get_logger, progress
-from . import local, procedural
+from . import local, photographic, procedural
 from .fetch import resolve
 from .hdr import write_hdr
-from .registry import lookup
+from .registry import PHOTOS, REAL_HDRIS, lookup
 
 SPLITS = ("train", "test")
 _ROLE_CODES = {"subject": 1, "background": 2, "hdri": 3}
@@ -93,6 +93,28 @@ def _downloaded_hdris(params: dict, resources_dir: Path) -> list[dict]:
     return entries
 
 
+def _photographic_pools(params: dict, resources_dir: Path, out: Path) -> dict:
+    """Subject and/or background pools cut from the registered photographs, split by photograph."""
+    roles = tuple(role for role in ("subject", "background")
+                  if params["assets"][f"{role}s"] == "photographic")
+    pools = photographic.split_photos(PHOTOS, params["assets"]["photographic"]["test_photos"])
+    paths = {photo.name: resolve(photo, resources_dir, params["assets"]["mirrors"])
+             for photo in progress(PHOTOS, desc="photographs")}
+    made = {split: photographic.make_assets(params, pools[split], paths, split, out, roles)
+            for split in SPLITS}
+    return {f"{role}s": {split: made[split][f"{role}s"] for split in SPLITS} for role in roles}
+
+
+def _real_hdris(params: dict, resources_dir: Path) -> list[dict]:
+    """Every registered real HDRI (Poly Haven, CC0), verified."""
+    entries = []
+    for asset in progress(REAL_HDRIS, desc="HDRIs"):
+        path = resolve(asset, resources_dir, params["assets"]["mirrors"])
+        entries.append({"id": asset.name, "path": str(path), "sha256": sha256_file(path),
+                        "width": 0, "height": 0, "credit": f"{asset.credit}, {asset.license}"})
+    return entries
+
+
 def check_disjoint(index: dict) -> None:
     """Train and test subject pools must share no image (the paper tests on unseen subjects)."""
     train = {entry["sha256"]: entry["path"] for entry in index["subjects"]["train"]}
@@ -132,13 +154,17 @@ def build(params: dict, resources_dir: str | os.PathLike = "resources") -> Path:
         return index_path
     sources = params["assets"]
     index: dict = {"subjects": {}, "backgrounds": {}}
+    if "photographic" in (sources["subjects"], sources["backgrounds"]):
+        index.update(_photographic_pools(params, resources_dir, out))
     for role in ("subject", "background"):
         if sources[f"{role}s"] == "procedural":
             index[f"{role}s"] = {s: _procedural_images(params, role, s, out) for s in SPLITS}
-        else:
+        elif sources[f"{role}s"] == "local":
             index[f"{role}s"] = _local_pool(params, role, resources_dir)
     if sources["hdris"] == "procedural":
         index["hdris"] = _procedural_hdris(params, out)
+    elif sources["hdris"] == "photographic":
+        index["hdris"] = _real_hdris(params, resources_dir)
     else:
         index["hdris"] = _downloaded_hdris(params, resources_dir)
     check_disjoint(index)

@@ -22,6 +22,16 @@ from .registry import RemoteAsset
 MIRROR_ENV = "VAEEDOF_ASSET_MIRROR"
 
 
+def default_resources_dir() -> str:
+    """Where verified downloads go: `resources/` in a project folder (one with params.yaml or
+    resources/), elsewhere the user's cache ($XDG_CACHE_HOME/vaeedof, else ~/.cache/vaeedof), so
+    `vaeedof fuse` run from any folder leaves nothing there but its output."""
+    if Path("params.yaml").exists() or Path("resources").is_dir():
+        return "resources"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(cache) / "vaeedof")
+
+
 def mirror_folders(extra: list[str] | None = None) -> list[Path]:
     """Mirror folders: VAEEDOF_ASSET_MIRROR (os.pathsep-separated) first, then `extra`."""
     folders = [p for p in os.environ.get(MIRROR_ENV, "").split(os.pathsep) if p]

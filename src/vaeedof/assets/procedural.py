@@ -59,21 +59,25 @@ def _silhouette_distance(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.maximum(inside, 0.04 * size - border)
 
 
-def subject(rng: np.random.Generator, size: int) -> np.ndarray:
-    """One RGBA uint8 subject of size x size with a soft, sometimes fur-like, alpha matte."""
+def matte(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A float alpha matte (size x size, 0..1): an organic silhouette with a soft edge, sometimes
+    a fur-like fringe of fractional strands, sometimes a hole the plane behind shows through."""
     distance = _silhouette_distance(rng, size)
     if rng.uniform() < 0.5:
-        # Fur-like fringe: high-frequency noise perturbs the edge, giving fractional alpha strands.
         fringe = (pink_noise(rng, size, size, exponent=0.5) - 0.5) * rng.uniform(2, 6) * size / 64
         distance = distance + fringe
     if rng.uniform() < 0.4:
-        # A hole: zero alpha inside the subject, so the plane behind must show through it.
         cy, cx = rng.uniform(0.4, 0.6, 2) * size
         yy, xx = np.mgrid[0:size, 0:size]
         hole = rng.uniform(0.04, 0.08) * size - np.hypot(yy - cy, xx - cx)
         distance = np.maximum(distance, hole)
     softness = rng.uniform(0.8, 3.0) * max(size / 256, 0.5)
-    alpha = np.clip(0.5 - distance / (2 * softness), 0.0, 1.0)
+    return np.clip(0.5 - distance / (2 * softness), 0.0, 1.0)
+
+
+def subject(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One RGBA uint8 subject of size x size: procedural texture cut out by `matte`."""
+    alpha = matte(rng, size)
     rgb = _texture(rng, size)
     rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
     return (rgba * 255 + 0.5).astype(np.uint8)

@@ -5,7 +5,9 @@ An entry without any checksum can never be used: the resolver refuses it and say
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import dataclasses
+from importlib import resources
 
 from ..errors import VaeedofError
 
@@ -13,15 +15,16 @@ TAESD_COMMIT = "5cccb12dc72074a4be35680c3b108548a7c69978"
 _TAESD_RAW = f"https://raw.githubusercontent.com/madebyollin/taesd/{TAESD_COMMIT}"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RemoteAsset:
     name: str
     filename: str
     url: str
-    kind: str  # "vae" or "hdri"
+    kind: str  # "vae", "hdri", "photo" or "metric:<hub folder>"
     sha256: str | None = None
     git_blob: str | None = None
     license: str = ""
+    credit: str = ""  # attribution that travels with every scene using the asset
 
     @property
     def pinned(self) -> bool:
@@ -61,6 +64,20 @@ def _metric_weights(name: str, filename: str, url: str, hub_path: str) -> Remote
                        license="see the metric's publisher")
 
 
+def _catalog(table: str, kind: str, folder: str) -> list[RemoteAsset]:
+    """Photographs and real HDRIs: one row per file in catalog/<table>.csv (URL at a pinned
+    upstream commit, sha256, git blob id, credit). Their filename keeps the mirror's folder."""
+    with resources.files(__package__).joinpath("catalog", table).open(newline="") as handle:
+        return [RemoteAsset(name=f"{kind}/{row['file'].rsplit('.', 1)[0]}",
+                            filename=f"{folder}/{row['file']}", url=row["url"], kind=kind,
+                            sha256=row["sha256"], git_blob=row["git_blob"],
+                            license=row["license"], credit=row["credit"])
+                for row in csv.DictReader(handle)]
+
+
+PHOTOS = _catalog("photos.csv", "photo", "photos")
+REAL_HDRIS = _catalog("hdris.csv", "hdri", "hdri")
+
 _TV = "https://download.pytorch.org/models"
 _PYIQA = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main"
 
@@ -80,9 +97,9 @@ REGISTRY: dict[str, RemoteAsset] = {
           for part in ("encoder", "decoder")),
         _polyhaven("kloofendal_48d_partly_cloudy_puresky"),
         _polyhaven("studio_small_09"),
-        _polyhaven("venice_sunset"),
-        _polyhaven("forest_slope"),
         _polyhaven("photo_studio_loft_hall"),
+        *PHOTOS,
+        *REAL_HDRIS,
         _metric_weights("metric/alexnet", "alexnet-owt-7be5be79.pth", f"{_TV}/alexnet-owt-7be5be79.pth",
                         "checkpoints"),
         _metric_weights("metric/vgg16", "vgg16-397923af.pth", f"{_TV}/vgg16-397923af.pth", "checkpoints"),
@@ -100,8 +117,7 @@ def with_pins(asset: RemoteAsset, sha256: str | None) -> RemoteAsset:
     """The same asset pinned to a user-given sha256 (for entries without a recorded checksum)."""
     if not sha256:
         return asset
-    return RemoteAsset(asset.name, asset.filename, asset.url, asset.kind, sha256=sha256,
-                       git_blob=asset.git_blob, license=asset.license)
+    return dataclasses.replace(asset, sha256=sha256)
 
 
 def lookup(name: str) -> RemoteAsset:

@@ -146,11 +146,26 @@ def handheld_block(reports: Path) -> str:
     return "\n".join(lines) + f"\n\n{handheld['scenes']} scenes, alignment `{handheld.get('align', '?')}`.\n"
 
 
+def release_block() -> str:
+    """The release model's scores, from the model card shipped beside its weights (written by
+    `vaeedof release` from the release run's reports)."""
+    from ..fusion.loader import release_weights
+    from ..training.release import CARD
+
+    card = release_weights().parent / CARD
+    if not card.exists():
+        raise VaeedofError(f"{card}: no release model card (vaeedof release)")
+    text = card.read_text()
+    body = text[text.index("## Photographic test split"):text.index("Regenerate:")]
+    return body.replace("## ", "#### ").rstrip() + "\n"
+
+
 def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
     return {"table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
             "difficulty": lambda: difficulty_block(reports),
             "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
-            "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports)}
+            "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports),
+            "release": release_block}
 
 
 def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",

@@ -1,10 +1,14 @@
 """A Fuser from a trained model: the exported `fusion_ema.safetensors`, the JSON beside it, and
-the frozen VAE it was trained with (verified through the asset layer)."""
+the frozen VAE it was trained with (verified through the asset layer).
+
+Which model: `--checkpoint` when given, else a pipeline-trained model in the working folder, else
+the release model shipped inside the installed package (so a fresh install fuses anywhere)."""
 
 from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 from ..devices import resolve_device
@@ -13,8 +17,28 @@ from ..logs import get_logger
 from ..nets.unet import FusionUNet
 from .engine import DEFAULT_TILE, Fuser
 
+PIPELINE_WEIGHTS = Path("models/fusion_ema.safetensors")
+RELEASE_WEIGHTS = "release/fusion_release.safetensors"
 
-def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | None = DEFAULT_TILE,
+
+def release_weights() -> Path:
+    """The release model's weights inside the installed package."""
+    return Path(str(resources.files("vaeedof").joinpath(RELEASE_WEIGHTS)))
+
+
+def choose_checkpoint(given: str | os.PathLike | None) -> Path:
+    """The model to fuse with (see the module doc), logged in one line."""
+    if given:
+        path, source = Path(given), "--checkpoint"
+    elif PIPELINE_WEIGHTS.exists():
+        path, source = PIPELINE_WEIGHTS, "trained by the pipeline in this folder"
+    else:
+        path, source = release_weights(), "the release model"
+    get_logger().info("model: %s (%s)", path, source)
+    return path
+
+
+def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile: int | None = DEFAULT_TILE,
                resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
                mode: str = "latent", strict_mode: bool = True, precision: str = "auto") -> Fuser:
     """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it. Hybrid mode needs
@@ -25,7 +49,7 @@ def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | 
 
     from ..nets.vae import load_vae
 
-    weights = Path(checkpoint)
+    weights = choose_checkpoint(checkpoint)
     info_path = weights.with_suffix(".json")
     if not weights.exists():
         raise VaeedofError(f"{weights}: no trained model (train one with `snakemake --cores all`, "
@@ -53,5 +77,7 @@ def load_fuser(checkpoint: str | os.PathLike, device: str = "auto", tile: int | 
                                "use the latent output mode")
         get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
         mode = "latent"
-    return Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
-                 hybrid_trained=bool(info.get("hybrid_trained")), precision=precision)
+    fuser = Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
+                  hybrid_trained=bool(info.get("hybrid_trained")), precision=precision)
+    fuser.checkpoint = weights
+    return fuser

@@ -1,0 +1,92 @@
+"""The release model: which model `vaeedof fuse` uses, the fp16 export with its model card, and a
+fresh install fusing from any folder with the weights shipped in the package."""
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaeedof.cli import main
+from vaeedof.fusion import loader
+from vaeedof.nets.unet import FusionUNet
+from vaeedof.training.release import export_release
+
+from .conftest import ROOT, SHARED_MIRROR, tiny_params
+
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def test_checkpoint_choice_order(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="vaeedof")
+    assert loader.choose_checkpoint(None) == loader.release_weights()
+    assert "(the release model)" in caplog.text
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/fusion_ema.safetensors").write_bytes(b"")
+    assert loader.choose_checkpoint(None) == loader.PIPELINE_WEIGHTS
+    assert "trained by the pipeline in this folder" in caplog.text
+    assert loader.choose_checkpoint("x.safetensors").name == "x.safetensors"
+
+
+def _metrics():
+    scores = {"PSNR": 30.0, "SSIM": 0.95, "MS-SSIM": 0.97, "HaarPSI": 0.8}
+    return {"scenes": 3, "methods": {"vaeedof": scores, "gff": scores}}
+
+
+def test_export_halves_the_weights_and_writes_the_card(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = FusionUNet(32, 7, (16, 32, 64), 2)
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    info = {"vae": "taef2", "vae_checksums": {"encoder": "e", "decoder": "d"}, "latent_channels": 32,
+            "max_inputs": 7, "widths": [16, 32, 64], "attention_heads": 2, "steps": 5,
+            "train_params_hash": "h", "hybrid_trained": True}
+    (tmp_path / "w.json").write_text(json.dumps(info))
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/metrics.json").write_text(json.dumps(_metrics()))
+    params = tiny_params()
+    dest = export_release(tmp_path / "w.safetensors", tmp_path / "reports", params, tmp_path / "out")
+    state = load_file(str(dest))
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    reloaded = FusionUNet(32, 7, (16, 32, 64), 2)
+    reloaded.load_state_dict(state)  # fp16 tensors load into the fp32 model
+    for name, value in model.state_dict().items():
+        assert torch.allclose(reloaded.state_dict()[name], value, atol=1e-3, rtol=1e-3), name
+    card = (tmp_path / "out/MODEL_CARD.md").read_text()
+    written = json.loads((tmp_path / "out/fusion_release.json").read_text())
+    assert written["weights_sha256"] in card and written["dtype"] == "float16"
+    assert "| gff | 30.00 |" in card
+
+
+def test_release_model_is_shipped_with_its_card():
+    weights = loader.release_weights()
+    assert weights.is_file(), "the release model must ship in the package (vaeedof release)"
+    info = json.loads(weights.with_suffix(".json").read_text())
+    from vaeedof.hashing import sha256_file
+
+    assert sha256_file(weights) == info["weights_sha256"]
+    assert info["weights_sha256"] in (weights.parent / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.skipif(not (SHARED_MIRROR.is_dir() and REAL.is_dir()), reason="no mirror/real data")
+def test_fresh_folder_fuses_with_the_release_model(tmp_path, monkeypatch, caplog):
+    """No params, no models/ here: `vaeedof fuse A B -o out` uses the packaged release model."""
+    monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    work = tmp_path / "anywhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    tmp_path = work
+    caplog.set_level(logging.INFO, logger="vaeedof")
+    for name in ("A.jpg", "B.jpg"):
+        shutil.copy(REAL / "Lytro/lytro-01" / name, tmp_path / name)
+    assert main(["fuse", "A.jpg", "B.jpg", "-o", "out.png"]) == 0
+    assert "(the release model)" in caplog.text
+    fused = np.asarray(Image.open(tmp_path / "out.png"))
+    assert fused.shape == np.asarray(Image.open(tmp_path / "A.jpg")).shape
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A.jpg", "B.jpg", "out.png"]  # nothing else
+    assert (tmp_path.parent / "cache/vaeedof/downloads/taef2_encoder.pth").is_file()
