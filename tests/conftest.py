@@ -18,6 +18,8 @@ def tiny_params(**scene_overrides) -> dict:
     """Small, fast parameters: a few scenes at low resolution."""
     raw = params_mod.load(ROOT / "params.yaml")
     raw = copy.deepcopy(raw)
+    # Generated assets: the suite never needs the photographs' mirror or the network.
+    raw["assets"].update(subjects="procedural", backgrounds="procedural", hdris="procedural")
     raw["assets"]["procedural"].update(subjects_train=6, subjects_test=3, backgrounds_train=2,
                                        backgrounds_test=1, hdris=2, subject_size=64, hdri_width=64)
     raw["scenes"].update(train=2, test=1, **scene_overrides)

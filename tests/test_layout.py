@@ -9,7 +9,8 @@ import yaml
 from .conftest import ROOT
 
 PACKAGE = ROOT / "src" / "vaeedof"
-STAGE_PACKAGES = {"assets", "render", "nets", "training", "fusion", "evaluation", "schemas"}
+STAGE_PACKAGES = {"assets", "render", "nets", "training", "fusion", "evaluation", "schemas",
+                  "release"}  # release: the shipped model's weights and card (data, no code)
 
 
 def test_package_root_holds_only_shared_utilities():

@@ -2,8 +2,8 @@
 fresh install fusing from any folder with the weights shipped in the package."""
 
 import json
-import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,16 +20,13 @@ from .conftest import ROOT, SHARED_MIRROR, tiny_params
 REAL = ROOT.parent / "shared" / "data" / "real"
 
 
-def test_checkpoint_choice_order(tmp_path, monkeypatch, caplog):
+def test_checkpoint_choice_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO, logger="vaeedof")
-    assert loader.choose_checkpoint(None) == loader.release_weights()
-    assert "(the release model)" in caplog.text
+    assert loader.choose_checkpoint(None) == (loader.release_weights(), "the release model")
     (tmp_path / "models").mkdir()
     (tmp_path / "models/fusion_ema.safetensors").write_bytes(b"")
-    assert loader.choose_checkpoint(None) == loader.PIPELINE_WEIGHTS
-    assert "trained by the pipeline in this folder" in caplog.text
-    assert loader.choose_checkpoint("x.safetensors").name == "x.safetensors"
+    assert loader.choose_checkpoint(None)[0] == loader.PIPELINE_WEIGHTS
+    assert loader.choose_checkpoint("x.safetensors") == (Path("x.safetensors"), "--checkpoint")
 
 
 def _metrics():
@@ -73,7 +70,7 @@ def test_release_model_is_shipped_with_its_card():
 
 
 @pytest.mark.skipif(not (SHARED_MIRROR.is_dir() and REAL.is_dir()), reason="no mirror/real data")
-def test_fresh_folder_fuses_with_the_release_model(tmp_path, monkeypatch, caplog):
+def test_fresh_folder_fuses_with_the_release_model(tmp_path, monkeypatch, capsys):
     """No params, no models/ here: `vaeedof fuse A B -o out` uses the packaged release model."""
     monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -81,11 +78,10 @@ def test_fresh_folder_fuses_with_the_release_model(tmp_path, monkeypatch, caplog
     work.mkdir()
     monkeypatch.chdir(work)
     tmp_path = work
-    caplog.set_level(logging.INFO, logger="vaeedof")
     for name in ("A.jpg", "B.jpg"):
         shutil.copy(REAL / "Lytro/lytro-01" / name, tmp_path / name)
     assert main(["fuse", "A.jpg", "B.jpg", "-o", "out.png"]) == 0
-    assert "(the release model)" in caplog.text
+    assert "(the release model)" in capsys.readouterr().err
     fused = np.asarray(Image.open(tmp_path / "out.png"))
     assert fused.shape == np.asarray(Image.open(tmp_path / "A.jpg")).shape
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A.jpg", "B.jpg", "out.png"]  # nothing else

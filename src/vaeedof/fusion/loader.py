@@ -26,16 +26,13 @@ def release_weights() -> Path:
     return Path(str(resources.files("vaeedof").joinpath(RELEASE_WEIGHTS)))
 
 
-def choose_checkpoint(given: str | os.PathLike | None) -> Path:
-    """The model to fuse with (see the module doc), logged in one line."""
+def choose_checkpoint(given: str | os.PathLike | None) -> tuple[Path, str]:
+    """The model to fuse with (see the module doc) and where that choice came from."""
     if given:
-        path, source = Path(given), "--checkpoint"
-    elif PIPELINE_WEIGHTS.exists():
-        path, source = PIPELINE_WEIGHTS, "trained by the pipeline in this folder"
-    else:
-        path, source = release_weights(), "the release model"
-    get_logger().info("model: %s (%s)", path, source)
-    return path
+        return Path(given), "--checkpoint"
+    if PIPELINE_WEIGHTS.exists():
+        return PIPELINE_WEIGHTS, "trained by the pipeline in this folder"
+    return release_weights(), "the release model"
 
 
 def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile: int | None = DEFAULT_TILE,
@@ -49,7 +46,7 @@ def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile:
 
     from ..nets.vae import load_vae
 
-    weights = choose_checkpoint(checkpoint)
+    weights, source = choose_checkpoint(checkpoint)
     info_path = weights.with_suffix(".json")
     if not weights.exists():
         raise VaeedofError(f"{weights}: no trained model (train one with `snakemake --cores all`, "
@@ -80,4 +77,5 @@ def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile:
     fuser = Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
                   hybrid_trained=bool(info.get("hybrid_trained")), precision=precision)
     fuser.checkpoint = weights
+    get_logger().info("model: %s (%s)", weights, source)
     return fuser
