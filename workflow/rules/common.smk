@@ -1,5 +1,6 @@
 import sys
 
+from vaeedof.assets.build import used_settings
 from vaeedof.errors import VaeedofError
 from vaeedof.params import validate, write_effective
 from vaeedof.scenes import SPLITS, scene_ids
@@ -24,8 +25,8 @@ ENV = "../envs/vaeedof.yaml"
 
 
 def asset_params():
-    """What the generated assets depend on: not where verified downloads come from."""
-    return {k: v for k, v in config["assets"].items() if k not in ("mirrors", "pins")}
+    """What the generated assets depend on: the sources in use and their settings."""
+    return used_settings(config["assets"])
 
 
 def scene_sampling_params():

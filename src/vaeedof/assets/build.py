@@ -124,11 +124,19 @@ def check_disjoint(index: dict) -> None:
                                f"{train[entry['sha256']]}; subject pools must be disjoint")
 
 
+def used_settings(assets: dict) -> dict:
+    """The asset parameters the assets depend on: the sources, and the settings section of each
+    source in use (a section of an unused source changes nothing). Mirrors and pins only say where
+    verified files come from."""
+    sources = {assets[k] for k in ("subjects", "backgrounds", "hdris")}
+    return {k: v for k, v in assets.items()
+            if k in ("subjects", "backgrounds", "hdris") or k in sources}
+
+
 def _settings(params: dict) -> dict:
     """The parameters the asset index depends on (its fingerprint)."""
-    # Mirrors and pins only say where verified files come from: they do not change the assets.
-    assets = {k: v for k, v in params["assets"].items() if k not in ("mirrors", "pins")}
-    return {"seed": params["seed"], "assets": assets, "resolution": params["render"]["resolution"]}
+    return {"seed": params["seed"], "assets": used_settings(params["assets"]),
+            "resolution": params["render"]["resolution"]}
 
 
 def index_is_current(index_path: Path, params: dict) -> bool:
