@@ -88,3 +88,12 @@ def test_crop_window_straddles_the_focus_boundary():
     _, near, far, _ = _scene(3, size=200)  # near sharp left of x=100, far right of it
     top, left = focus_transition_window([near, far], 64)
     assert left < 100 < left + 64
+
+
+def test_real_metrics_without_stacks_is_one_clear_error(tmp_path):
+    from vaeedof.errors import VaeedofError
+    from vaeedof.evaluation import real_metrics
+
+    with pytest.raises(VaeedofError, match="no real stacks"):
+        real_metrics.run([], None, tmp_path, tmp_path / "none", {}, track=False)
+    assert not (tmp_path / "real_metrics.csv").exists()

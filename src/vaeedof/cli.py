@@ -18,26 +18,23 @@ from .logs import get_logger, setup_logging
 VAE_CHECK_DB = 27.0
 
 
-def _load_params(args) -> dict:
-    return params_mod.load(args.params, args.set)
-
-
 def cmd_check_params(args) -> None:
-    _load_params(args)
+    params_mod.from_args(args)
     print(f"{args.params}: ok")
 
 
 def cmd_assets(args) -> None:
     from .assets.commands import run
 
-    run(args.action, args.names, None if args.action == "list" else _load_params(args), args.resources)
+    params = None if args.action == "list" else params_mod.from_args(args)
+    run(args.action, args.names, params, args.resources)
 
 
 def cmd_scenes(args) -> None:
     from . import scenes
     from .assets.build import load_index
 
-    params = _load_params(args)
+    params = params_mod.from_args(args)
     written = scenes.write_scenes(params, load_index(args.assets), args.out, args.only)
     get_logger().info("wrote %d scene files under %s", len(written), args.out)
 
@@ -45,7 +42,7 @@ def cmd_scenes(args) -> None:
 def cmd_render(args) -> None:
     from . import scenes
 
-    params = _load_params(args)
+    params = params_mod.from_args(args)
     if args.split:  # a whole split (the DVC stage), skipping scenes already current
         from .render.split import render_split
 
@@ -62,14 +59,14 @@ def cmd_render(args) -> None:
 def cmd_contact_sheet(args) -> None:
     from .render import contact_sheet, layout
 
-    count = _load_params(args)["render"]["contact_sheet_scenes"]
+    count = params_mod.from_args(args)["render"]["contact_sheet_scenes"]
     contact_sheet.write(layout.rendered_scenes(args.data)[:count], args.out)
 
 
 def cmd_patches(args) -> None:
     from .training import patches
 
-    patches.extract(_load_params(args), args.data, args.out)
+    patches.extract(params_mod.from_args(args), args.data, args.out)
 
 
 def cmd_latents(args) -> None:
@@ -77,7 +74,7 @@ def cmd_latents(args) -> None:
     from .nets.vae import load_from_params
     from .training import latents
 
-    params = _load_params(args)
+    params = params_mod.from_args(args)
     vae = load_from_params(params, args.resources).to(resolve_device(args.device))
     latents.build(vae, args.patches, args.out)
 
@@ -87,7 +84,7 @@ def cmd_train(args) -> None:
     from .training.launch import relaunch, resolve_nproc
     from .training.train import train
 
-    params = _load_params(args)  # checked before spawning processes
+    params = params_mod.from_args(args)  # checked before spawning processes
     if args.nproc:
         relaunch(args.argv, resolve_nproc(args.nproc))
     train(params, args.latents, args.patches, args.out,

@@ -95,6 +95,11 @@ def load_or_defaults(path: str | os.PathLike = "params.yaml") -> dict:
     return load(path) if Path(path).exists() else schema_defaults()
 
 
+def from_args(args) -> dict:
+    """The parameters a `vaeedof` command was given (--params plus --set overrides)."""
+    return load(args.params, args.set)
+
+
 def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Read, override (`key.sub=value`, YAML-typed) and validate a params file."""
     path = Path(path)

@@ -85,11 +85,17 @@ def _downloaded_hdris(params: dict, resources_dir: Path) -> list[dict]:
     if not names:
         raise VaeedofError("params.yaml: key 'assets.download.hdris': empty while "
                            "assets.hdris is 'download'")
+    return _registered_hdris([lookup(name) for name in names], params, resources_dir)
+
+
+def _registered_hdris(assets: list, params: dict, resources_dir: Path) -> list[dict]:
+    """Index entries of registered HDRIs, each verified (credited when its licence asks)."""
     entries = []
-    for name in names:
-        path = resolve(lookup(name), resources_dir, params["assets"]["mirrors"])
-        entries.append({"id": name, "path": str(path), "sha256": sha256_file(path),
-                        "width": 0, "height": 0})
+    for asset in progress(assets, desc="HDRIs"):
+        path = resolve(asset, resources_dir, params["assets"]["mirrors"])
+        credit = {"credit": f"{asset.credit}, {asset.license}"} if asset.credit else {}
+        entries.append({"id": asset.name, "path": str(path), "sha256": sha256_file(path),
+                        "width": 0, "height": 0, **credit})
     return entries
 
 
@@ -103,16 +109,6 @@ def _photographic_pools(params: dict, resources_dir: Path, out: Path) -> dict:
     made = {split: photographic.make_assets(params, pools[split], paths, split, out, roles)
             for split in SPLITS}
     return {f"{role}s": {split: made[split][f"{role}s"] for split in SPLITS} for role in roles}
-
-
-def _real_hdris(params: dict, resources_dir: Path) -> list[dict]:
-    """Every registered real HDRI (Poly Haven, CC0), verified."""
-    entries = []
-    for asset in progress(REAL_HDRIS, desc="HDRIs"):
-        path = resolve(asset, resources_dir, params["assets"]["mirrors"])
-        entries.append({"id": asset.name, "path": str(path), "sha256": sha256_file(path),
-                        "width": 0, "height": 0, "credit": f"{asset.credit}, {asset.license}"})
-    return entries
 
 
 def check_disjoint(index: dict) -> None:
@@ -172,7 +168,7 @@ def build(params: dict, resources_dir: str | os.PathLike = "resources") -> Path:
     if sources["hdris"] == "procedural":
         index["hdris"] = _procedural_hdris(params, out)
     elif sources["hdris"] == "photographic":
-        index["hdris"] = _real_hdris(params, resources_dir)
+        index["hdris"] = _registered_hdris(REAL_HDRIS, params, resources_dir)
     else:
         index["hdris"] = _downloaded_hdris(params, resources_dir)
     check_disjoint(index)

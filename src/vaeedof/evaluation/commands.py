@@ -11,10 +11,6 @@ from ..fusion.options import ALIGN_MODES
 from ..logs import get_logger
 
 
-def _load_params(args) -> dict:
-    return params_mod.load(args.params, args.set)
-
-
 def cmd_runs(args) -> None:
     from ..tracking import DEFAULT_METRICS, recent_runs, table
 
@@ -34,13 +30,13 @@ def _fuser(args, params: dict):
 def cmd_infer(args) -> None:
     from ..evaluation.infer import infer
 
-    infer(args.data, args.out, _fuser(args, _load_params(args)), args.align)
+    infer(args.data, args.out, _fuser(args, params_mod.from_args(args)), args.align)
 
 
 def cmd_evaluate(args) -> None:
     from ..evaluation.evaluate import run
 
-    run(_load_params(args), args.data, args.fused, args.reports, args.checkpoint, not args.no_mlflow,
+    run(params_mod.from_args(args), args.data, args.fused, args.reports, args.checkpoint, not args.no_mlflow,
         args.variant)
     print((Path(args.reports) / "table.md").read_text())
 
@@ -48,14 +44,14 @@ def cmd_evaluate(args) -> None:
 def cmd_handheld(args) -> None:
     from ..evaluation.handheld import make_split
 
-    make_split(args.data, args.out, _load_params(args))
+    make_split(args.data, args.out, params_mod.from_args(args))
 
 
 def cmd_real_sheet(args) -> None:
     from ..evaluation.real import real_stacks_sheet
     from ..fusion.files import find_stacks
 
-    params = _load_params(args)
+    params = params_mod.load_or_defaults(args.params)  # real stacks: a project is not needed
     cfg = params["evaluate"]
     stacks = find_stacks(args.stacks or cfg["real_stacks"], cfg["real_stacks_max"])
     real_stacks_sheet(stacks, _fuser(args, params), Path(args.out))
@@ -65,7 +61,7 @@ def cmd_real_metrics(args) -> None:
     from ..evaluation import real_metrics
     from ..fusion.files import find_stacks
 
-    params = _load_params(args)
+    params = params_mod.load_or_defaults(args.params)  # real stacks: a project is not needed
     stacks = find_stacks(args.stacks or params["evaluate"]["real_stacks"])
     fuser = _fuser(args, params)
     real_metrics.run(stacks, fuser, args.reports, fuser.checkpoint, params,
@@ -77,14 +73,14 @@ def cmd_release(args) -> None:
     from ..training.release import export_release
 
     out = Path(args.out) if args.out else release_weights().parent
-    path = export_release(Path(args.weights), Path(args.reports), _load_params(args), out)
+    path = export_release(Path(args.weights), Path(args.reports), params_mod.from_args(args), out)
     get_logger().info("release model written: %s (model card beside it)", path)
 
 
 def cmd_throughput(args) -> None:
     from ..evaluation.figures import write_throughput
 
-    params = _load_params(args)
+    params = params_mod.from_args(args)
     write_throughput(_fuser(args, params), Path(args.reports), params["evaluate"])
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .. import atomic
+from ..errors import VaeedofError
 from ..logs import get_logger, progress
 from ..tracking import check_store, log_evaluation
 from .baselines import fusion_methods
@@ -55,6 +56,8 @@ def collection_means(rows: list[dict]) -> list[dict]:
 def run(stacks: list[tuple[str, list[Path]]], fuser, reports_dir: str | Path, checkpoint: str | Path,
         params: dict, track: bool = True) -> Path:
     """Score, write reports/real_metrics.csv, log the collection means to MLflow."""
+    if not stacks:
+        raise VaeedofError("no real stacks: name stack folders, or set evaluate.real_stacks")
     reports = Path(reports_dir)
     if track:
         check_store()

@@ -23,6 +23,7 @@ import math
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +73,8 @@ class Fuser:
     def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
                  tile: int | None = DEFAULT_TILE, batch_tiles: int | None = None, mode: str = "latent",
                  hybrid_radius: int = 2, hybrid_trained: bool = True, vae_tile: int = vae_tiles.VAE_TILE,
-                 precision: str = "auto"):
+                 precision: str = "auto", checkpoint: Path | None = None):
+        self.checkpoint = checkpoint  # the weights it was loaded from (None: built in memory)
         if mode not in MODES:
             raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
         if tile is not None and (tile % TILE_MULTIPLE or tile < TILE_MULTIPLE):

@@ -75,7 +75,7 @@ def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile:
         get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
         mode = "latent"
     fuser = Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
-                  hybrid_trained=bool(info.get("hybrid_trained")), precision=precision)
-    fuser.checkpoint = weights
+                  hybrid_trained=bool(info.get("hybrid_trained")), precision=precision,
+                  checkpoint=weights)
     get_logger().info("model: %s (%s)", weights, source)
     return fuser
