@@ -10,7 +10,7 @@ from PIL import Image
 from vaeedof import atomic
 from vaeedof.evaluation import figures, real
 from vaeedof.evaluation.baselines import laplacian_pyramid_fusion, mean_fusion
-from vaeedof.evaluation.infer import infer
+from vaeedof.evaluation.infer import infer, latent_selection_oracle
 from vaeedof.evaluation.metrics import METRICS, MetricSuite
 from vaeedof.evaluation.scores import score, table_markdown
 from vaeedof.fusion.engine import Fuser
@@ -18,6 +18,20 @@ from vaeedof.fusion.files import find_stacks
 from vaeedof.nets.unet import FusionUNet
 
 from .synthetic import random_vae
+
+
+def test_latent_selection_oracle_picks_the_input_latent_nearest_the_gt():
+    vae = random_vae()
+    (a, b), sharp = _pair(64)
+    with torch.no_grad():
+        # An input equal to the GT: the oracle takes it everywhere and meets the ceiling exactly.
+        assert torch.equal(latent_selection_oracle(vae, [a, sharp], sharp), vae.reconstruct(sharp[None])[0])
+        # Each half of the GT held by one input: the oracle beats either input alone.
+        oracle = latent_selection_oracle(vae, [a, b], sharp)
+        ceiling = vae.reconstruct(sharp[None])[0]
+        alone = [vae.reconstruct(x[None])[0] for x in (a, b)]
+    error = (oracle - ceiling).abs().mean()
+    assert all(error < (image - ceiling).abs().mean() for image in alone)
 
 
 def _pair(size=128, seed=0):
@@ -79,7 +93,8 @@ def test_infer_and_evaluate_end_to_end(tmp_path, monkeypatch):
         (scene / "scene.json").write_text(json.dumps({"focus_order": [0, 1]}))
     fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
     manifest = infer(data, tmp_path / "fused", fuser)
-    assert set(manifest["methods"]) >= {"vaeedof", "mean", "laplacian", "vae_ceiling"}
+    assert set(manifest["methods"]) >= {"vaeedof", "mean", "laplacian", "vae_ceiling",
+                                        "latent_selection_oracle"}
     assert (tmp_path / "fused/laplacian/test_00001.png").exists()
     summary = score(data, tmp_path / "fused", tmp_path / "reports", {"sha256": "abc"})
     assert summary["methods"]["laplacian"]["PSNR"] > summary["methods"]["mean"]["PSNR"]
@@ -174,8 +189,14 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
         {"bin": 0, "difficulty": 60.0, "method": "vaeedof_hybrid", "psnr": 70.0, "patches": 9}])
     atomic.write_csv(reports / "throughput.csv", [
         {"inputs": 2, "method": "gff", "images_per_s": 3.7, "device": "cpu"}])
+    atomic.write_csv(reports / "hybrid_focus_sweep.csv", [
+        {"collection": "MFI-WHU", "stacks": 30, "method": "gff", "focus_weight": "", "focus_floor": "",
+         "qabf": 0.7223},
+        *[{"collection": "MFI-WHU", "stacks": 30, "method": "vaeedof_hybrid", "focus_weight": w,
+           "focus_floor": f, "qabf": q} for w, f, q in [(0.0, 1e-4, 0.71), (0.0, 3e-4, 0.72),
+                                                          (4.0, 1e-4, 0.7244), (4.0, 3e-4, 0.7241)]]])
     readme = tmp_path / "README.md"
-    names = ["table", "per-scene", "difficulty", "throughput", "timings"]
+    names = ["table", "per-scene", "difficulty", "throughput", "timings", "hybrid-sweep"]
     readme.write_text("intro\n" + "".join(f"<!-- reports:{n} -->\nold\n<!-- /reports:{n} -->\n"
                                            for n in names))
     args = [str(readme), "--reports", str(reports), "--benchmarks", str(tmp_path / "benchmarks")]
@@ -186,6 +207,7 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert "| vaeedof_hybrid | **34.00** |" in text or "**34.00**" in text
     assert "| vaeedof_hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
     assert "40.0/32.0, 28.0/32.0" in text and "| train | 1 | 218 |" in text and "old" not in text
+    assert "| 4 | 0.7244 | 0.7241 |" in text and "GFF on the same pairs: 0.7223" in text
     assert main(["readme", *args, "--check"]) == 0
     (reports / "metrics.json").write_text(json.dumps(dict(summary, scenes=3)))
     assert main(["readme", *args, "--check"]) == 2

@@ -1,5 +1,6 @@
-"""Hybrid output: exact input pixels pass through where an input is in focus, the decoded fusion
-fills where none is; tiled hybrid output has no seams; GFF baseline."""
+"""Hybrid output: exact input pixels pass through where an input is in focus, every pixel is a
+mix of the inputs, the focus term takes fine texture; tiled hybrid output has no seams; GFF
+baseline."""
 
 import math
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 
 from vaeedof.evaluation.baselines import guided_filter_fusion, mean_fusion
 from vaeedof.fusion.engine import Fuser
-from vaeedof.nets.hybrid import compose, mix_weights
+from vaeedof.nets.hybrid import HybridSettings, compose, focus_energy, mix_weights
 from vaeedof.nets.unet import FusionUNet
 
 
@@ -55,12 +56,52 @@ def test_weights_are_convex_and_a_strong_logit_copies_that_input_exactly():
     assert torch.equal(out, inputs[:, 1])
 
 
-def test_decoded_image_fills_where_no_input_is_right():
+def test_output_is_a_mix_of_the_inputs_whatever_the_decoded_slot_says():
     gt, inputs = _two_focus_stack()
     logits = torch.zeros(1, 3, 8, 8)
-    logits[:, 2] = 200.0  # the network says: neither input holds these pixels
-    out = compose(logits, inputs, gt, torch.tensor(1.0))
-    assert torch.allclose(out, gt, atol=1e-6)
+    logits[:, 2] = 200.0  # the head's last (decoded image) slot is no longer read
+    out = compose(logits, inputs, torch.zeros_like(gt), torch.tensor(1.0))
+    low, high = inputs.min(dim=1).values, inputs.max(dim=1).values
+    assert (out >= low - 1e-6).all() and (out <= high + 1e-6).all()
+
+
+def _fine_texture_stack(size=64):
+    """Fine texture (1 px checker) sharp in input 1, smoothed away in input 0; a decoded image
+    that, like a VAE on fine texture, looks like the blurred input."""
+    checker = ((torch.arange(size)[:, None] + torch.arange(size)[None]) % 2).float()
+    sharp = (0.5 + 0.2 * (checker - 0.5)).expand(1, 3, size, size).clone()
+    blurred = torch.full_like(sharp, 0.5)
+    return sharp, torch.stack([blurred[0], sharp[0]])[None], blurred
+
+
+def test_focus_term_takes_fine_texture_the_decoded_image_lost():
+    sharp, inputs, decoded = _fine_texture_stack()
+    logits = torch.zeros(1, 3, 8, 8)
+    logits[:, 0] = 2.0  # the coarse decision leans to the blurred input
+    off = HybridSettings(radius=2, focus_weight=0.0, focus_floor=3e-4)
+    on = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4)
+    assert float(mix_weights(logits, inputs, decoded, torch.tensor(1.0), off)[0, 1].mean()) < 0.2
+    assert float(mix_weights(logits, inputs, decoded, torch.tensor(1.0), on)[0, 1].mean()) > 0.99
+    assert float((compose(logits, inputs, decoded, torch.tensor(1.0), on) - sharp).abs().max()) < 1e-3
+
+
+def test_focus_term_does_not_vote_in_flat_regions():
+    flat = torch.full((1, 2, 3, 32, 32), 0.5)
+    flat[:, 1] += 0.001 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert float(focus_energy(flat).max()) < 3e-4  # render-noise level stays under the floor
+    logits = torch.zeros(1, 3, 4, 4)
+    logits[:, 0] = 3.0
+    weights = mix_weights(logits, flat, flat[:, 0], torch.tensor(0.0))
+    assert float(weights[0, 0].min()) > 0.9  # the network's choice stands
+
+
+def test_settings_come_from_params_and_old_checkpoints_get_the_defaults():
+    from vaeedof.params import schema_defaults
+
+    fusion = schema_defaults()["fusion"]
+    assert HybridSettings.of({"hybrid_radius": 3}).radius == 3
+    assert HybridSettings.of({}).focus_weight == fusion["hybrid_focus_weight"] > 0
+    assert HybridSettings.of(HybridSettings.of({}).as_dict()) == HybridSettings.of({})
 
 
 class _TinyVae(torch.nn.Module):

@@ -6,6 +6,8 @@ import re
 
 import yaml
 
+from vaeedof.nets.hybrid import HybridSettings
+
 from .conftest import ROOT
 
 PACKAGE = ROOT / "src" / "vaeedof"
@@ -34,21 +36,22 @@ def test_modules_and_functions_stay_small():
     assert not too_long, too_long
 
 
-def test_dvc_code_deps_exist_and_cover_the_hybrid_radius():
+def test_dvc_code_deps_exist_and_cover_the_hybrid_settings():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         stage = stage.get("do", stage)
         for dep in stage.get("deps", []):
             if dep.startswith("src/"):
                 assert (ROOT / dep).exists(), f"dvc stage {name}: code dependency {dep} does not exist"
-    assert "fusion.hybrid_radius" in stages["train"]["params"]
+    assert {f"fusion.{key}" for key in HybridSettings.KEYS.values()} <= set(stages["train"]["params"])
     assert {"src/vaeedof/training", "src/vaeedof/nets"} <= set(stages["train"]["deps"])
     infer_code = {"src/vaeedof/fusion", "src/vaeedof/nets", "src/vaeedof/evaluation"}
     assert infer_code <= set(stages["infer"]["deps"])
 
 
-def test_snakemake_train_rule_reruns_on_the_hybrid_radius():
+def test_snakemake_train_rule_reruns_on_the_hybrid_settings():
     rule = (ROOT / "workflow" / "rules" / "train.smk").read_text()
     train = rule.split("rule train:")[1]
     params = train.split("params:")[1].split("log:")[0]
-    assert re.search(r'hybrid_radius=config\["fusion"\]\["hybrid_radius"\]', params)
+    for key in HybridSettings.KEYS.values():
+        assert re.search(rf'{key}=config\["fusion"\]\["{key}"\]', params), key

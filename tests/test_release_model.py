@@ -12,6 +12,7 @@ from PIL import Image
 
 from vaeedof.cli import main
 from vaeedof.fusion import loader
+from vaeedof.nets.hybrid import HybridSettings
 from vaeedof.nets.unet import FusionUNet
 from vaeedof.training.release import export_release
 
@@ -56,7 +57,37 @@ def test_export_halves_the_weights_and_writes_the_card(tmp_path):
     card = (tmp_path / "out/MODEL_CARD.md").read_text()
     written = json.loads((tmp_path / "out/fusion_release.json").read_text())
     assert written["weights_sha256"] in card and written["dtype"] == "float16"
+    # The hybrid settings its card was measured with travel with it (the fuser reads them).
+    assert HybridSettings.of(written) == HybridSettings.of(params["fusion"])
+    assert set(HybridSettings.KEYS.values()) <= set(written)
     assert "| gff | 30.00 |" in card
+
+
+def test_rescoring_the_shipped_release_keeps_its_weights_and_training_records(tmp_path):
+    """`vaeedof release --weights <the release> --reports <new scores>`: same bytes, the card
+    rewritten from the new reports, the training's records (source checksum, wall time) kept."""
+    from safetensors.torch import save_file
+
+    from vaeedof.hashing import sha256_file
+
+    out = tmp_path / "release"
+    out.mkdir()
+    weights = out / "fusion_release.safetensors"
+    save_file({k: v.half() for k, v in FusionUNet(32, 7, (16, 32, 64), 2).state_dict().items()}, str(weights))
+    before = weights.read_bytes()
+    info = {"vae": "taef2", "vae_checksums": {"encoder": "e", "decoder": "d"}, "latent_channels": 32,
+            "max_inputs": 7, "widths": [16, 32, 64], "attention_heads": 2, "steps": 5,
+            "train_params_hash": "h", "hybrid_trained": True, "source_weights_sha256": "fp32-original",
+            "train_wall_s": 4140.0}
+    weights.with_suffix(".json").write_text(json.dumps(info))
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports/metrics.json").write_text(json.dumps(_metrics()))
+    export_release(weights, tmp_path / "reports", tiny_params(), out, benchmark=tmp_path / "none.tsv")
+    written = json.loads(weights.with_suffix(".json").read_text())
+    assert weights.read_bytes() == before and written["weights_sha256"] == sha256_file(weights)
+    assert written["source_weights_sha256"] == "fp32-original" and written["train_wall_s"] == 4140.0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "wall time: 69 min" in card and "| gff | 30.00 |" in card
 
 
 def test_release_model_is_shipped_with_its_card():

@@ -243,8 +243,8 @@ def _add_fusion_commands(sub) -> None:
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
     p.add_argument("--mode", choices=OUTPUT_MODES,
-                   help="output: latent (every pixel decoded, the paper) or hybrid (exact in-focus "
-                   "input pixels, decoded fusion elsewhere); default: fusion.output in params")
+                   help="output: latent (every pixel decoded, the paper) or hybrid (every pixel a mix "
+                   "of exact input pixels); default: fusion.output in params")
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("align", help="register the frames of a hand-held focus stack")

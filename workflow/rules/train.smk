@@ -56,8 +56,10 @@ rule train:
         seed=config["seed"],
         model=config["model"],
         train=config["train"],
-        # The hybrid mix is trained with this window radius.
+        # The hybrid mix is trained with these settings.
         hybrid_radius=config["fusion"]["hybrid_radius"],
+        hybrid_focus_weight=config["fusion"]["hybrid_focus_weight"],
+        hybrid_focus_floor=config["fusion"]["hybrid_focus_floor"],
     log:
         "logs/train/train.log",
     benchmark:

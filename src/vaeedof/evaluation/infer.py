@@ -1,6 +1,11 @@
 """`vaeedof infer`: fuse every rendered test scene with the model (both output modes) and the
-baselines, plus the VAE ceiling (the GT through the frozen VAE: the best the latent mode can
-reach), into `<out>/<method>/<scene_id>.png` and a manifest written last."""
+baselines, plus two references for the latent mode, into `<out>/<method>/<scene_id>.png` and a
+manifest written last:
+- the VAE ceiling: the GT through the frozen VAE, the best any latent can give;
+- the latent selection oracle: at every latent position the input latent nearest (L1) to the
+  GT's, decoded: hard selection with knowledge of the answer. Where it stays far below the
+  ceiling, the latent mode must synthesise what no input latent holds (the encoder sees the blur
+  of other planes around every in-focus region), not merely select."""
 
 from __future__ import annotations
 
@@ -12,12 +17,22 @@ import torch
 from .. import atomic
 from ..errors import VaeedofError
 from ..fusion.align import align_stack
-from ..images import save_image
+from ..images import as_float, save_image
 from ..logs import get_logger, progress
 from ..render import layout
 from .baselines import fusion_methods
 
 CEILING = "vae_ceiling"
+LATENT_ORACLE = "latent_selection_oracle"
+
+
+def latent_selection_oracle(vae, inputs: list[torch.Tensor], gt: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) float images -> the decoded per-position best selection of the inputs' latents."""
+    latents = torch.stack([vae.encode(image[None])[0] for image in inputs])  # (n, C, h, w)
+    target = vae.encode(gt[None])[0]
+    nearest = (latents - target).abs().mean(dim=1).argmin(dim=0)  # (h, w)
+    chosen = latents.gather(0, nearest[None, None].expand(1, *latents.shape[1:]))
+    return vae.decode(chosen, gt.shape[-2:])[0]
 
 
 def test_scenes(data_dir: str | os.PathLike) -> list[Path]:
@@ -53,10 +68,13 @@ def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser, align:
             with torch.no_grad():
                 results = {name: fn(inputs) for name, fn in methods.items()}
                 results[CEILING] = fuser.vae.reconstruct(gt[None].to(fuser.device))[0].cpu()
+                floats = [as_float(image).to(fuser.device) for image in inputs]
+                results[LATENT_ORACLE] = latent_selection_oracle(
+                    fuser.vae, floats, as_float(gt).to(fuser.device)).cpu()
             for name, image in results.items():
                 save_image(image, tmp / name / f"{scene_dir.name}.png")
         atomic.write_json(tmp / "manifest.json", {
-            "methods": sorted(methods) + [CEILING], "scenes": [d.name for d in scenes], "align": align,
-            "alignment_failed": unaligned})
+            "methods": sorted(methods) + [CEILING, LATENT_ORACLE], "scenes": [d.name for d in scenes],
+            "align": align, "alignment_failed": unaligned})
     get_logger().info("fused %d test scenes with %s", len(scenes), ", ".join(sorted(methods)))
     return read_manifest(out_dir)

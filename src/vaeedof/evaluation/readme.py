@@ -146,6 +146,22 @@ def handheld_block(reports: Path) -> str:
     return "\n".join(lines) + f"\n\n{handheld['scenes']} scenes, alignment `{handheld.get('align', '?')}`.\n"
 
 
+def hybrid_sweep_block(reports: Path) -> str:
+    """`scripts/sweep_hybrid_focus.py --record`: Q^AB/F of the hybrid output on the development
+    collection per focus weight (rows) and floor (columns), beside GFF's."""
+    rows = _rows(reports / "hybrid_focus_sweep.csv")
+    mine = [r for r in rows if r["method"] == HYBRID]
+    floors = sorted({float(r["focus_floor"]) for r in mine})
+    weights = sorted({float(r["focus_weight"]) for r in mine})
+    score = {(float(r["focus_weight"]), float(r["focus_floor"])): float(r["qabf"]) for r in mine}
+    lines = ["| focus weight | " + " | ".join(f"floor {f:g}" for f in floors) + " |",
+             "|---" * (len(floors) + 1) + "|"]
+    lines += [f"| {w:g} | " + " | ".join(f"{score[(w, f)]:.4f}" for f in floors) + " |" for w in weights]
+    gff = next(float(r["qabf"]) for r in rows if r["method"] == "gff")
+    return "\n".join(lines) + (f"\n\nQ^AB/F on {rows[0]['collection']} ({rows[0]['stacks']} pairs), "
+                               f"release model; GFF on the same pairs: {gff:.4f}.\n")
+
+
 def release_block() -> str:
     """The release model's scores, from the model card shipped beside its weights (written by
     `vaeedof release` from the release run's reports)."""
@@ -165,6 +181,7 @@ def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
             "difficulty": lambda: difficulty_block(reports),
             "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
             "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports),
+            "hybrid-sweep": lambda: hybrid_sweep_block(reports),
             "release": release_block}
 
 

@@ -76,7 +76,8 @@ def table_markdown(summary: dict) -> str:
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{summary['scenes']} test scenes. `vae_ceiling` is the ground truth through the "
-                 "frozen VAE: the best fusion through it can reach.")
+                 "frozen VAE: the best fusion through it can reach; `latent_selection_oracle` per latent "
+                 "position the input latent nearest the ground truth's, decoded.")
     for name, reason in summary["unavailable"].items():
         lines.append(f"- {name}: unavailable, {reason}")
     return "\n".join(lines) + "\n"

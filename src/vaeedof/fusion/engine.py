@@ -32,7 +32,7 @@ from ..devices import tune_cpu_allocator
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import progress
-from ..nets.hybrid import compose
+from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose
 from ..nets.unet import FusionUNet, fill_inputs
 from ..nets.vae import SCALE, pad_to_multiple
 from ..params import schema_defaults
@@ -72,8 +72,8 @@ class Fuser:
 
     def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
                  tile: int | None = DEFAULT_TILE, batch_tiles: int | None = None, mode: str = "latent",
-                 hybrid_radius: int = 2, hybrid_trained: bool = True, vae_tile: int = vae_tiles.VAE_TILE,
-                 precision: str = "auto", checkpoint: Path | None = None):
+                 hybrid: HybridSettings = DEFAULT_SETTINGS, hybrid_trained: bool = True,
+                 vae_tile: int = vae_tiles.VAE_TILE, precision: str = "auto", checkpoint: Path | None = None):
         self.checkpoint = checkpoint  # the weights it was loaded from (None: built in memory)
         if mode not in MODES:
             raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -81,7 +81,7 @@ class Fuser:
             raise VaeedofError(f"tile {tile}: must be a positive multiple of {TILE_MULTIPLE}")
         if precision not in PRECISIONS:
             raise VaeedofError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-        self.mode, self.hybrid_radius, self.hybrid_trained = mode, hybrid_radius, hybrid_trained
+        self.mode, self.hybrid, self.hybrid_trained = mode, hybrid, hybrid_trained
         self.device = torch.device(device)
         self.precision = precision
         if self.device.type == "cpu":
@@ -185,8 +185,7 @@ class Fuser:
                                align_corners=False)
         top, left = r0 - a0 * SCALE, c0 - b0 * SCALE
         logits = logits[..., top:top + (r1 - r0), left:left + (c1 - c0)]
-        return compose(logits, inputs, decoded[None].float(), self.model.mix_sharpness,
-                       self.hybrid_radius)[0]
+        return compose(logits, inputs, decoded[None].float(), self.model.mix_sharpness, self.hybrid)[0]
 
     @torch.inference_mode()
     def fuse_level(self, images: list[torch.Tensor], mode: str,

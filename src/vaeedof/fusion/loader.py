@@ -14,6 +14,7 @@ from pathlib import Path
 from ..devices import resolve_device
 from ..errors import VaeedofError
 from ..logs import get_logger
+from ..nets.hybrid import HybridSettings
 from ..nets.unet import FusionUNet
 from .engine import DEFAULT_TILE, Fuser
 
@@ -74,7 +75,7 @@ def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile:
                                "use the latent output mode")
         get_logger().warning("%s: trained without the hybrid loss; using the latent output mode", weights)
         mode = "latent"
-    fuser = Fuser(model, vae, device, tile, mode=mode, hybrid_radius=info.get("hybrid_radius", 2),
+    fuser = Fuser(model, vae, device, tile, mode=mode, hybrid=HybridSettings.of(info),
                   hybrid_trained=bool(info.get("hybrid_trained")), precision=precision,
                   checkpoint=weights)
     get_logger().info("model: %s (%s)", weights, source)

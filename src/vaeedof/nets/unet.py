@@ -9,7 +9,8 @@ space is what multi-focus fusion mostly is, and this form learns it in far fewer
 regressing the latent from scratch.
 
 A second set of head channels gives, per latent position, the mix logits of the hybrid output
-(`vaeedof.nets.hybrid`): one per input slot and one for the decoded image.
+(`vaeedof.nets.hybrid`): one per input slot, and one the hybrid no longer reads (the decoded
+image's own slot, kept so that existing checkpoints load).
 """
 
 from __future__ import annotations

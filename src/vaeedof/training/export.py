@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..hashing import sha256_file, sha256_json
+from ..nets.hybrid import HybridSettings
 
 
 def export(ema, params: dict, latent_manifest: dict, out_dir: Path, step: int, run_id: str | None,
@@ -28,7 +29,7 @@ def export(ema, params: dict, latent_manifest: dict, out_dir: Path, step: int, r
         "widths": params["model"]["widths"],
         "attention_heads": params["model"]["attention_heads"],
         "patch_size": params["patches"]["size"],
-        "hybrid_radius": params["fusion"]["hybrid_radius"],
+        **HybridSettings.of(params["fusion"]).as_dict(),
         "hybrid_trained": params["train"]["hybrid_weight"] > 0,
         "train_params_hash": sha256_json({k: params[k] for k in ("seed", "model", "train", "patches",
                                                                   "vae")}),

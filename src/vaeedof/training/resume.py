@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..hashing import sha256_json
+from ..nets.hybrid import HybridSettings
 from . import checkpoints
 
 # Keys that do not change what is learned; any other change starts a fresh run.
@@ -20,7 +21,7 @@ def run_key(params: dict, latent_identity: dict) -> str:
     train = {k: v for k, v in params["train"].items() if k not in _RUNTIME_KEYS}
     return sha256_json({"seed": params["seed"], "model": params["model"], "train": train,
                         "patches": params["patches"], "vae": params["vae"],
-                        "hybrid_radius": params["fusion"]["hybrid_radius"],
+                        "hybrid": HybridSettings.of(params["fusion"]).as_dict(),
                         "latents": latent_identity})[:12]
 
 

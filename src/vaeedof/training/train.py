@@ -4,7 +4,7 @@ automatic and exact resume, validation through the frozen decoder, MLflow on ran
 
 Loss (ours: the paper does not state its loss): L1 between the predicted and the ground-truth
 latent, plus `train.hybrid_weight` x L1 between the hybrid output (`vaeedof.nets.hybrid`: the
-decoded fusion and the input pixels mixed by the predicted weights) and the ground-truth pixels
+input pixels mixed by the predicted weights, steered by the decoded fusion) and the ground-truth pixels
 of the patch. The decoded image is detached: the pixel loss teaches the mix (and, through the
 shared trunk, the features it reads), the latent loss the fusion.
 """
@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import atomic
 from ..errors import VaeedofError
 from ..logs import get_logger, progress
-from ..nets.hybrid import compose
+from ..nets.hybrid import HybridSettings, compose
 from ..nets.unet import build_model
 from ..provenance import git_commit
 from ..tracking import Tracker
@@ -148,7 +148,7 @@ def _step_loss(run: _Run, net, vae, stream: BatchStream, train_pixels, hybrid_we
     with torch.no_grad():
         decoded = vae.decode(pred.detach().float())
     mixed = compose(mix.float(), pixel_inputs, decoded, run.model.mix_sharpness,
-                    params["fusion"]["hybrid_radius"])
+                    HybridSettings.of(params["fusion"]))
     pixel_loss = F.l1_loss(mixed, pixel_target)
     return latent_loss + hybrid_weight * pixel_loss, latent_loss, pixel_loss
 
@@ -185,7 +185,7 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
     tracker = _start_tracking(run, track)
 
     vae = val = val_pixels = train_pixels = None
-    hybrid_weight, radius = cfg["hybrid_weight"], params["fusion"]["hybrid_radius"]
+    hybrid_weight, hybrid = cfg["hybrid_weight"], HybridSettings.of(params["fusion"])
     if hybrid_weight > 0 and vae_loader is None:
         log.warning("no VAE given: the hybrid mix is not trained (train.hybrid_weight ignored)")
         hybrid_weight = 0.0
@@ -221,7 +221,7 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
             tick, samples = time.perf_counter(), 0
         if val is not None and (run.step % cfg["val_every"] == 0 or run.step == cfg["steps"]):
             preview = run.out_dir / "previews" / f"val_step_{run.step:08d}.png"
-            scores = validate(run.ema, vae, val, val_pixels, max_inputs, runtime.device, preview, radius)
+            scores = validate(run.ema, vae, val, val_pixels, max_inputs, runtime.device, preview, hybrid)
             tracker.metrics(scores, run.step)
             tracker.artifact(preview, "previews")
             log.info("step %d validation: %s", run.step, {k: round(v, 2) for k, v in scores.items()})

@@ -12,7 +12,7 @@ import torch
 
 from .. import atomic
 from ..images import psnr, to_pil
-from ..nets.hybrid import compose
+from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose
 from ..nets.unet import fill_inputs
 from .latents import LatentShards
 
@@ -27,7 +27,8 @@ def load_val_set(latents_dir: str | Path, patches_dir: str | Path) -> tuple[Late
 
 @torch.no_grad()
 def validate(ema, vae, val: LatentShards, val_pixels: np.ndarray, max_inputs: int,
-             device: torch.device, preview_path: Path | None = None, radius: int = 2) -> dict[str, float]:
+             device: torch.device, preview_path: Path | None = None,
+             settings: HybridSettings = DEFAULT_SETTINGS) -> dict[str, float]:
     """PSNR of the EMA model's decoded fusions and hybrid outputs, the mean of the inputs, and the
     VAE ceiling."""
     fused, hybrid, mean, ceiling = [], [], [], []
@@ -41,7 +42,7 @@ def validate(ema, vae, val: LatentShards, val_pixels: np.ndarray, max_inputs: in
         pixels = torch.from_numpy(np.asarray(val_pixels[index])).permute(0, 3, 1, 2).float() / 255
         gt, mean_img = pixels[-1], pixels[:-1].mean(0)
         pixel_inputs = fill_inputs(pixels[None, :-1], max_inputs).to(device)
-        mixed = compose(mix, pixel_inputs, decoded, ema.mix_sharpness, radius)[0].cpu()
+        mixed = compose(mix, pixel_inputs, decoded, ema.mix_sharpness, settings)[0].cpu()
         hybrid.append(psnr(mixed, gt))
         fused.append(psnr(pred, gt))
         mean.append(psnr(mean_img, gt))
