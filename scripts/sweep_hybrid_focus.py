@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vaeedof import atomic
+from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import guided_filter_fusion
 from vaeedof.evaluation.nr_metrics import luminance, qabf
 from vaeedof.evaluation.real import load_real_stack
@@ -82,4 +83,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VaeedofError as exc:  # bad input: one line naming it, no traceback
+        raise SystemExit(f"sweep_hybrid_focus: {exc}") from None
