@@ -1,12 +1,16 @@
 """Dev-set sweep: the hybrid mix's pixel-level focus term (`fusion.hybrid_focus_weight`,
-`fusion.hybrid_focus_floor`) on real pairs without ground truth, scored by Q^AB/F, beside GFF.
+`fusion.hybrid_focus_floor`) on real pairs without ground truth, scored by Q^AB/F, beside GFF;
+with `--rendered`, also PSNR against the ground truth of a rendered split.
 
 The settings are chosen on a development collection (MFI-WHU by default) so that Lytro and MFFW
-stay held out. Each stack is encoded, fused and decoded once; only the mix is recomputed per
-setting. Prints the table; `--record` writes reports/hybrid_focus_sweep.csv, from which the
-README's block is generated. Asserts nothing.
+stay held out; the rendered split guards against what Q^AB/F does not see (a focus measure's
+halo beside edges costs PSNR, not edge transfer). Each stack is encoded, fused and decoded once;
+only the mix is recomputed per setting. Prints the table; `--record` writes
+reports/hybrid_focus_sweep.csv, from which the README's block is generated. Asserts nothing.
 
-    python scripts/sweep_hybrid_focus.py ../shared/data/real/MFI-WHU --record
+    python scripts/sweep_hybrid_focus.py ../shared/data/real/MFI-WHU \
+        --rendered RELEASE_RUN/data/mattingmfif/test \
+        --checkpoint src/vaeedof/release/fusion_release.safetensors --record
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ from vaeedof.evaluation.baselines import guided_filter_fusion
 from vaeedof.evaluation.nr_metrics import luminance, qabf
 from vaeedof.evaluation.real import load_real_stack
 from vaeedof.fusion.files import find_stacks
-from vaeedof.fusion.loader import load_fuser
-from vaeedof.images import as_float
+from vaeedof.fusion.loader import choose_checkpoint, load_fuser
+from vaeedof.images import as_float, psnr
 from vaeedof.logs import progress
-from vaeedof.nets.hybrid import HybridSettings, compose
+from vaeedof.nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose
 from vaeedof.nets.unet import fill_inputs
 from vaeedof.nets.vae import SCALE, pad_to_multiple
+from vaeedof.render import layout
 
-WEIGHTS = (0.0, 2.0, 4.0, 8.0)
+WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 FLOORS = (1e-4, 3e-4, 1e-3)
 
 
@@ -48,36 +53,71 @@ def ingredients(fuser, images: list[torch.Tensor]):
     return inputs, decoded[..., :inputs.shape[-2], :inputs.shape[-1]], logits
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stacks", nargs="+", help="a collection folder or stack folders")
-    parser.add_argument("--checkpoint", default=None, help="default: as vaeedof fuse chooses")
-    parser.add_argument("--radius", type=int, default=2)
-    parser.add_argument("--record", action="store_true", help="write reports/hybrid_focus_sweep.csv")
-    args = parser.parse_args()
-    fuser = load_fuser(args.checkpoint, mode="hybrid")
-    stacks = find_stacks(args.stacks)
-    collection = Path(stacks[0][1][0]).parent.parent.name
+def _settings() -> list[HybridSettings]:
+    radius = DEFAULT_SETTINGS.radius  # fusion.hybrid_radius as the parameters set it
+    return [HybridSettings(radius, weight, floor) for weight, floor in itertools.product(WEIGHTS, FLOORS)]
+
+
+def _mixes(fuser, images: list[torch.Tensor]):
+    """(settings, hybrid output) for every setting of the sweep, cropped to the input size."""
+    height, width = images[0].shape[-2:]
+    inputs, decoded, logits = ingredients(fuser, images)
+    for settings in _settings():
+        with torch.inference_mode():
+            out = compose(logits, inputs, decoded, fuser.model.mix_sharpness, settings)[0]
+        yield settings, out[:, :height, :width].clamp(0, 1)
+
+
+def real_scores(fuser, folders: list[str]) -> tuple[str, int, dict]:
+    """Q^AB/F per setting (and GFF's) over the real stacks without ground truth."""
+    stacks = find_stacks(folders)
     scores: dict[tuple, list[float]] = {}
     for _, paths in progress(stacks, desc="stacks"):
         images = load_real_stack(paths)
         greys = [luminance(as_float(image)) for image in images]
-        height, width = images[0].shape[-2:]
-        inputs, decoded, logits = ingredients(fuser, images)
         scores.setdefault(("gff", None, None), []).append(
             qabf(greys, luminance(guided_filter_fusion([as_float(i) for i in images]).clamp(0, 1))))
-        for weight, floor in itertools.product(WEIGHTS, FLOORS):
-            settings = HybridSettings(radius=args.radius, focus_weight=weight, focus_floor=floor)
-            with torch.inference_mode():
-                out = compose(logits, inputs, decoded, fuser.model.mix_sharpness, settings)[0]
-            scores.setdefault(("vaeedof_hybrid", weight, floor), []).append(
-                qabf(greys, luminance(out[:, :height, :width].clamp(0, 1))))
-    rows = [{"collection": collection, "stacks": len(stacks), "method": method,
+        for settings, out in _mixes(fuser, images):
+            scores.setdefault(("vaeedof_hybrid", settings.focus_weight, settings.focus_floor), []).append(
+                qabf(greys, luminance(out)))
+    return Path(stacks[0][1][0]).parent.parent.name, len(stacks), scores
+
+
+def rendered_scores(fuser, folder: Path, name: str) -> tuple[str, int, dict]:
+    """PSNR per setting (and GFF's) over a rendered split with ground truth."""
+    scenes = layout.rendered_scenes(folder)
+    scores: dict[tuple, list[float]] = {}
+    for scene in progress(scenes, desc="scenes"):
+        inputs, gt = layout.load_tensors(scene)
+        scores.setdefault(("gff", None, None), []).append(psnr(guided_filter_fusion(inputs).clamp(0, 1), gt))
+        for settings, out in _mixes(fuser, inputs):
+            scores.setdefault(("vaeedof_hybrid", settings.focus_weight, settings.focus_floor), []).append(
+                psnr(out, gt))
+    return name, len(scenes), scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stacks", nargs="+", help="a collection folder or stack folders")
+    parser.add_argument("--rendered", type=Path, default=None,
+                        help="also PSNR on a rendered split with ground truth (a photographic test split)")
+    parser.add_argument("--rendered-name", default="photographic test split", help="its name in the table")
+    parser.add_argument("--checkpoint", default=None, help="default: as vaeedof fuse chooses")
+    parser.add_argument("--record", action="store_true", help="write reports/hybrid_focus_sweep.csv")
+    args = parser.parse_args()
+    fuser = load_fuser(args.checkpoint, mode="hybrid")
+    model = Path(choose_checkpoint(args.checkpoint)[0]).name
+    measured = [("qabf", *real_scores(fuser, args.stacks))]
+    if args.rendered:
+        measured.append(("psnr", *rendered_scores(fuser, args.rendered, args.rendered_name)))
+    rows = [{"collection": collection, "stacks": count, "model": model, "method": method,
              "focus_weight": "" if weight is None else weight, "focus_floor": "" if floor is None else floor,
-             "qabf": round(float(np.mean(values)), 5)} for (method, weight, floor), values in scores.items()]
+             "metric": metric, "value": round(float(np.mean(values)), 5)}
+            for metric, collection, count, scores in measured
+            for (method, weight, floor), values in scores.items()]
     for row in rows:
-        print(f"{row['method']:>15} weight {row['focus_weight']!s:>4} floor {row['focus_floor']!s:>7}: "
-              f"Q^AB/F {row['qabf']:.4f}")
+        print(f"{row['collection']:>24} {row['method']:>15} weight {row['focus_weight']!s:>4} "
+              f"floor {row['focus_floor']!s:>7}: {row['metric']} {row['value']:.4f}")
     if args.record:
         atomic.write_csv(Path("reports") / "hybrid_focus_sweep.csv", rows)
 

@@ -134,6 +134,22 @@ def test_registered_stack_is_left_untouched_bit_for_bit():
     assert align_stack(frames, ["a", "b", "c"], "off") == (frames, None)
 
 
+def test_light_that_defocus_moves_is_not_taken_for_exposure():
+    """A frame focused elsewhere spreads a bright object's light over its neighbourhood (from
+    beyond the frame's edge too): its colour means differ from the reference's, but not by one
+    gain everywhere, so no gain may tint it (a mean-matching gain cost 9 dB on a rendered stack)."""
+    canvas = _source(320) * 0.6
+    canvas[:80, :80] = (1.0, 0.9, 0.3)  # a bright yellow object, mostly beyond the frame's corner
+    view = (slice(64, 320), slice(64, 320))
+    sharp, blurred = canvas[view], cv2.GaussianBlur(canvas, (0, 0), 24)[view]  # focused near / far
+    frames = [torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1) for f in (blurred, sharp, blurred)]
+    alignment = estimate(frames, ["near", "reference", "far"])
+    assert all(np.allclose(g, 1.0) for g in alignment.gains)
+    # The same frames under a real exposure change (one gain everywhere) are matched.
+    darker = [frames[0], frames[1], (frames[1] * 0.9).clamp(0, 1)]
+    assert np.allclose(estimate(darker, ["a", "b", "c"]).gains[2], 1 / 0.9, atol=0.01)
+
+
 def test_align_command_and_unalignable_frame(tmp_path, capsys):
     side = 256
     frames = _stack(_source(side), _hand_held(side, seed=3, count=3), blurs=[0, 1, 0])

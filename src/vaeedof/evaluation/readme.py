@@ -147,19 +147,68 @@ def handheld_block(reports: Path) -> str:
 
 
 def hybrid_sweep_block(reports: Path) -> str:
-    """`scripts/sweep_hybrid_focus.py --record`: Q^AB/F of the hybrid output on the development
-    collection per focus weight (rows) and floor (columns), beside GFF's."""
+    """`scripts/sweep_hybrid_focus.py --record`: the hybrid output per focus weight (rows) and floor
+    (columns), Q^AB/F on the development collection and, when measured, PSNR on a rendered split,
+    each beside GFF's."""
     rows = _rows(reports / "hybrid_focus_sweep.csv")
+    metrics = [m for m in ("qabf", "psnr") if any(r["metric"] == m for r in rows)]
     mine = [r for r in rows if r["method"] == HYBRID]
     floors = sorted({float(r["focus_floor"]) for r in mine})
     weights = sorted({float(r["focus_weight"]) for r in mine})
-    score = {(float(r["focus_weight"]), float(r["focus_floor"])): float(r["qabf"]) for r in mine}
-    lines = ["| focus weight | " + " | ".join(f"floor {f:g}" for f in floors) + " |",
-             "|---" * (len(floors) + 1) + "|"]
-    lines += [f"| {w:g} | " + " | ".join(f"{score[(w, f)]:.4f}" for f in floors) + " |" for w in weights]
-    gff = next(float(r["qabf"]) for r in rows if r["method"] == "gff")
-    return "\n".join(lines) + (f"\n\nQ^AB/F on {rows[0]['collection']} ({rows[0]['stacks']} pairs), "
-                               f"release model; GFF on the same pairs: {gff:.4f}.\n")
+    score = {(r["metric"], float(r["focus_weight"]), float(r["focus_floor"])): float(r["value"])
+             for r in mine}
+    label = {"qabf": "Q^AB/F", "psnr": "PSNR"}
+    columns = [f"{label[m]}, floor {f:g}" for m in metrics for f in floors]
+    lines = ["| focus weight | " + " | ".join(columns) + " |",
+             "|---" * (len(floors) * len(metrics) + 1) + "|"]
+    lines += [f"| {w:g} | " + " | ".join(f"{score[(m, w, f)]:.{4 if m == 'qabf' else 2}f}"
+                                         for m in metrics for f in floors) + " |" for w in weights]
+    notes = []
+    for metric in metrics:
+        first = next(r for r in rows if r["metric"] == metric)
+        gff = next(float(r["value"]) for r in rows if r["metric"] == metric and r["method"] == "gff")
+        notes.append(f"{label[metric]} on {first['collection']} ({first['stacks']} stacks): GFF "
+                     f"{gff:.{4 if metric == 'qabf' else 2}f}")
+    return "\n".join(lines) + f"\n\nModel `{rows[0]['model']}`. " + "; ".join(notes) + ".\n"
+
+
+def handheld_observability_block(reports: Path) -> str:
+    """`scripts/handheld_observability.py --record`: per split, how often the reference frame holds
+    nothing in focus, and how well the motion of the frames that do can be estimated."""
+    from .handheld import observability_summary
+
+    frames = _rows(reports / "handheld_observability.csv")
+    scenes = _rows(reports / "handheld_true_transforms.csv")
+    header = ["split", "scenes", "registered left untouched by auto",
+              "auto on registered, GFF dB: mean (worst)", "reference frame with nothing in focus",
+              "frames in focus on a visible plane", "their motion, median px",
+              "error of `estimate`, median px", "oracle error, median px", "oracle under 0.5 px",
+              "oracle on the registered copy, median px", "GFF registered", "GFF, true transforms",
+              "GFF, unaligned"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for split in sorted({r["split"] for r in frames}):
+        s = observability_summary([r for r in frames if r["split"] == split],
+                                  [r for r in scenes if r["split"] == split])
+        cells = [split, s["scenes"], s["auto_leaves_registered"],
+                 f"{s['auto_change_db_mean']:+.3f} ({s['auto_change_db_worst']:+.3f})",
+                 s["reference_without_focus"],
+                 s["frames_holding_focus"],
+                 *(f"{s[k]:.2f}" for k in ("motion_px_median", "estimator_error_px_median",
+                                           "oracle_error_px_median")),
+                 f"{s['oracle_under_half_px']:.0%}",
+                 *(f"{s[k]:.2f}" for k in ("oracle_registered_px_median", "gff_registered",
+                                           "gff_true_transforms", "gff_unaligned"))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def handheld_photos_block(reports: Path) -> str:
+    """`scripts/handheld_photo_stacks.py --record`: alignment on hand-held stacks made from the
+    held-out photographs, per method."""
+    from .handheld import photo_stacks_summary
+
+    rows = _rows(reports / "handheld_photo_stacks.csv")
+    return "\n".join(photo_stacks_summary(rows)) + "\n"
 
 
 def release_block() -> str:
@@ -182,6 +231,8 @@ def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
             "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
             "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports),
             "hybrid-sweep": lambda: hybrid_sweep_block(reports),
+            "handheld-observability": lambda: handheld_observability_block(reports),
+            "handheld-photos": lambda: handheld_photos_block(reports),
             "release": release_block}
 
 
