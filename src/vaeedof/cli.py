@@ -123,8 +123,7 @@ def cmd_fuse(args) -> None:
 
 
 def cmd_align(args) -> None:
-    from .fusion.align import write_aligned
-    from .fusion.files import expand_inputs, load_stack
+    from .fusion.files import expand_inputs, load_stack, write_aligned
 
     written = write_aligned(load_stack(expand_inputs(args.images)), args.output, args.motion)
     get_logger().info("aligned %d frames into %s (transforms.json beside them)", len(written), args.output)

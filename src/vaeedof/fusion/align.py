@@ -33,6 +33,7 @@ import torch
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import get_logger
+from .exposure import frame_gains, thumbnail
 from .options import ALIGN_MODES as MODES
 from .options import MOTION_MODELS as MODELS
 
@@ -42,8 +43,6 @@ MOTION_THRESHOLD_PX = 0.1
 REGISTERED_MEDIAN_PX = 0.35
 MIN_BLOCKS = 16
 EXPOSURE_THRESHOLD = 0.01
-EXPOSURE_SMOOTHING = 0.015  # Gaussian sigma for the exposure comparison, a fraction of the side
-EXPOSURE_SPREAD = 0.05  # log-ratio interquartile range above which a gain is not one exposure
 ESTIMATION_SIDE = 1024  # the finest pyramid level: sub-pixel there is a fraction of a pixel here
 SAME_FOCUS = 0.5  # blocks compared only where the two frames hold similar detail
 MIN_SIDE = 32  # smaller frames hold too little to register (auto leaves them as they are)
@@ -258,15 +257,6 @@ def _chain(greys: list[np.ndarray], names: list[str], reference: int, model: str
     return transforms  # type: ignore[return-value]
 
 
-def _thumbnail(image: torch.Tensor, side: int = 256) -> tuple[np.ndarray, float]:
-    import cv2
-
-    pixels = as_float(image).permute(1, 2, 0).numpy()
-    factor = min(1.0, side / max(pixels.shape[:2]))
-    size = (max(1, round(pixels.shape[1] * factor)), max(1, round(pixels.shape[0] * factor)))
-    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), factor
-
-
 def _warp(pixels: np.ndarray, matrix: np.ndarray, interpolation: int) -> np.ndarray:
     """frame(T p) for every reference pixel p; uncovered pixels replicate the nearest valid one."""
     import cv2
@@ -279,40 +269,16 @@ def _warp(pixels: np.ndarray, matrix: np.ndarray, interpolation: int) -> np.ndar
     return cv2.warpPerspective(pixels, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _gain(frame: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per channel, the gain taking a (warped, smoothed) frame to the target, and how uniform it
-    is: the median and the largest interquartile range of the local log ratios, where both are
-    neither dark nor clipped. An exposure change is one gain everywhere; defocus moves light
-    around (across the frame's edge too, from what only a blurred frame sees), so its ratios
-    vary from place to place."""
-    a, b = frame.reshape(-1, 3), target.reshape(-1, 3)
-    valid = ((a > 0.02) & (a < 0.98) & (b > 0.02) & (b < 0.98)).all(1)
-    if valid.sum() < 64:
-        return np.ones(3), math.inf
-    ratios = np.log(b[valid]) - np.log(a[valid])
-    low, median, high = np.percentile(ratios, [25, 50, 75], axis=0)
-    return np.exp(median), float((high - low).max())
-
-
 def _exposure(images: list[torch.Tensor], transforms: list[np.ndarray], reference: int
               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per frame and channel, the gain matching it to the reference over the area both cover,
-    from local ratios of smoothed thumbnails; 1 where those ratios are not uniform (`_gain`:
-    then the difference is defocus, not exposure, and a gain would tint the frame). Offsets
-    stay 0: a local fit read defocus as exposure."""
+    """Per frame and channel, the gain matching it to the reference over the area both cover
+    (`exposure.frame_gains`); offsets stay 0: a local fit read defocus as exposure."""
     import cv2
 
-    thumbs = [_thumbnail(image) for image in images]
-    target = thumbs[reference][0]
-    margin = max(2, round(0.05 * max(target.shape[:2])))
-    inner = (slice(margin, -margin), slice(margin, -margin))
-    sigma = EXPOSURE_SMOOTHING * max(target.shape[:2])
-    smooth_target = cv2.GaussianBlur(target, (0, 0), sigma)[inner]
-    gains = []
-    for (thumb, factor), matrix in zip(thumbs, transforms, strict=True):
-        warped = _warp(thumb, rescale_transform(matrix, factor), cv2.INTER_LINEAR)
-        gain, spread = _gain(cv2.GaussianBlur(warped, (0, 0), sigma)[inner], smooth_target)
-        gains.append(gain if spread <= EXPOSURE_SPREAD else np.ones(3))
+    thumbs = [thumbnail(image) for image in images]
+    warped = [_warp(thumb, rescale_transform(matrix, factor), cv2.INTER_LINEAR)
+              for (thumb, factor), matrix in zip(thumbs, transforms, strict=True)]
+    gains = frame_gains(warped, thumbs[reference][0])
     return gains, [np.zeros(3) for _ in gains]
 
 
@@ -425,25 +391,3 @@ def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto"
         alignment.applied = False
         return images, alignment
     return apply(images, alignment), alignment
-
-
-def write_aligned(loaded: list, out_dir, model: str = "similarity") -> list:
-    """`vaeedof align`: aligned frames as PNG (16-bit kept) plus transforms.json in out_dir."""
-    from pathlib import Path
-
-    from .. import atomic
-    from ..images import save_image
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = [im.path.name for im in loaded]
-    frames, alignment = align_stack([im.data for im in loaded], names, "on", model)
-    written = []
-    for image, frame in zip(loaded, frames, strict=True):
-        target = out_dir / f"{image.path.stem}.png"
-        if target.resolve() == image.path.resolve():
-            raise VaeedofError(f"{target}: output would overwrite its input; choose another -o folder")
-        save_image(as_float(frame), target, bits=image.bits, icc_profile=image.icc_profile)
-        written.append(target)
-    atomic.write_json(out_dir / "transforms.json", alignment.as_json(names))
-    return written

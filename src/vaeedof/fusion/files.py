@@ -146,3 +146,23 @@ def fuse_items(items: list[str], output: str | os.PathLike, open_fuser: Callable
     if is_folder_of_stacks(items):
         return fuse_folders(find_stacks(items), output, open_fuser, suffix, **options)
     return [fuse_files(expand_inputs(items), output, open_fuser, **options)]
+
+
+def write_aligned(loaded: list, out_dir, model: str = "similarity") -> list:
+    """`vaeedof align`: aligned frames as PNG (16-bit kept) plus transforms.json in out_dir."""
+    from .. import atomic
+    from ..images import as_float
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [im.path.name for im in loaded]
+    frames, alignment = align_stack([im.data for im in loaded], names, "on", model)
+    written = []
+    for image, frame in zip(loaded, frames, strict=True):
+        target = out_dir / f"{image.path.stem}.png"
+        if target.resolve() == image.path.resolve():
+            raise VaeedofError(f"{target}: output would overwrite its input; choose another -o folder")
+        save_image(as_float(frame), target, bits=image.bits, icc_profile=image.icc_profile)
+        written.append(target)
+    atomic.write_json(out_dir / "transforms.json", alignment.as_json(names))
+    return written
