@@ -168,6 +168,9 @@ def main() -> None:
     args = parser.parse_args()
     frames, scenes = [], []
     for scene in progress(layout.rendered_scenes(args.handheld), desc="scenes"):
+        if not (args.registered / scene.name / layout.SCENE_FILE).exists():
+            raise VaeedofError(f"{args.registered / scene.name}: no registered scene for the hand-held one "
+                               "(give the split the hand-held copy was made from)")
         rows, summary = scene_rows(args.registered / scene.name, scene, args.split)
         frames += rows
         scenes.append(summary)
