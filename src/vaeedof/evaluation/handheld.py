@@ -102,7 +102,7 @@ def observability_summary(frames: list[dict], scenes: list[dict]) -> dict:
     """`scripts/handheld_observability.py`: its per-frame and per-scene rows (strings from its
     CSVs, or numbers) summed up, the figures the README quotes. Frames "holding focus": at least 2 %
     of their pixels on the plane they are focused on (the reference excluded)."""
-    num = _number  # CSV cells are strings, empty where a value is missing
+    num = _number
     references = [f for f in frames if int(f["is_reference"])]
     sharp = [f for f in frames if num(f, "in_focus_fraction") >= 0.02 and not int(f["is_reference"])]
     oracle = np.array([num(f, "oracle_error_px") for f in sharp])
