@@ -1,6 +1,7 @@
-"""Dev-set sweep: the hybrid mix's pixel-level focus term (`fusion.hybrid_focus_weight`,
-`fusion.hybrid_focus_floor`) on real pairs without ground truth, scored by Q^AB/F, beside GFF;
-with `--rendered`, also PSNR against the ground truth of a rendered split.
+"""Dev-set sweep: the hybrid mix's pixel-level focus and reblur terms (`fusion.hybrid_focus_weight`,
+`fusion.hybrid_reblur_weight`, at the parameters' `fusion.hybrid_focus_floor`) on real pairs
+without ground truth, scored by Q^AB/F, beside GFF; with `--rendered`, also PSNR against the
+ground truth of a rendered split.
 
 The settings are chosen on a development collection (MFI-WHU by default) so that Lytro and MFFW
 stay held out; the rendered split guards against what Q^AB/F does not see (a focus measure's
@@ -37,8 +38,8 @@ from vaeedof.nets.unet import fill_inputs
 from vaeedof.nets.vae import SCALE, pad_to_multiple
 from vaeedof.render import layout
 
-WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-FLOORS = (1e-4, 3e-4, 1e-3)
+WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0)
+REBLUR_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 
 
 def ingredients(fuser, images: list[torch.Tensor]):
@@ -54,8 +55,9 @@ def ingredients(fuser, images: list[torch.Tensor]):
 
 
 def _settings() -> list[HybridSettings]:
-    radius = DEFAULT_SETTINGS.radius  # fusion.hybrid_radius as the parameters set it
-    return [HybridSettings(radius, weight, floor) for weight, floor in itertools.product(WEIGHTS, FLOORS)]
+    radius, floor = DEFAULT_SETTINGS.radius, DEFAULT_SETTINGS.focus_floor  # as the parameters set them
+    return [HybridSettings(radius, weight, floor, reblur)
+            for weight, reblur in itertools.product(WEIGHTS, REBLUR_WEIGHTS)]
 
 
 def _mixes(fuser, images: list[torch.Tensor]):
@@ -68,6 +70,10 @@ def _mixes(fuser, images: list[torch.Tensor]):
         yield settings, out[:, :height, :width].clamp(0, 1)
 
 
+def _key(settings: HybridSettings) -> tuple:
+    return "vaeedof_hybrid", settings.focus_weight, settings.focus_floor, settings.reblur_weight
+
+
 def real_scores(fuser, folders: list[str]) -> tuple[str, int, dict]:
     """Q^AB/F per setting (and GFF's) over the real stacks without ground truth."""
     stacks = find_stacks(folders)
@@ -75,10 +81,10 @@ def real_scores(fuser, folders: list[str]) -> tuple[str, int, dict]:
     for _, paths in progress(stacks, desc="stacks"):
         images = load_real_stack(paths)
         greys = [luminance(as_float(image)) for image in images]
-        scores.setdefault(("gff", None, None), []).append(
+        scores.setdefault(("gff", None, None, None), []).append(
             qabf(greys, luminance(guided_filter_fusion([as_float(i) for i in images]).clamp(0, 1))))
         for settings, out in _mixes(fuser, images):
-            scores.setdefault(("vaeedof_hybrid", settings.focus_weight, settings.focus_floor), []).append(
+            scores.setdefault(_key(settings), []).append(
                 qabf(greys, luminance(out)))
     return Path(stacks[0][1][0]).parent.parent.name, len(stacks), scores
 
@@ -89,9 +95,9 @@ def rendered_scores(fuser, folder: Path, name: str) -> tuple[str, int, dict]:
     scores: dict[tuple, list[float]] = {}
     for scene in progress(scenes, desc="scenes"):
         inputs, gt = layout.load_tensors(scene)
-        scores.setdefault(("gff", None, None), []).append(psnr(guided_filter_fusion(inputs).clamp(0, 1), gt))
+        scores.setdefault(("gff", None, None, None), []).append(psnr(guided_filter_fusion(inputs).clamp(0, 1), gt))
         for settings, out in _mixes(fuser, inputs):
-            scores.setdefault(("vaeedof_hybrid", settings.focus_weight, settings.focus_floor), []).append(
+            scores.setdefault(_key(settings), []).append(
                 psnr(out, gt))
     return name, len(scenes), scores
 
@@ -112,12 +118,14 @@ def main() -> None:
         measured.append(("psnr", *rendered_scores(fuser, args.rendered, args.rendered_name)))
     rows = [{"collection": collection, "stacks": count, "model": model, "method": method,
              "focus_weight": "" if weight is None else weight, "focus_floor": "" if floor is None else floor,
+             "reblur_weight": "" if reblur is None else reblur,
              "metric": metric, "value": round(float(np.mean(values)), 5)}
             for metric, collection, count, scores in measured
-            for (method, weight, floor), values in scores.items()]
+            for (method, weight, floor, reblur), values in scores.items()]
     for row in rows:
-        print(f"{row['collection']:>24} {row['method']:>15} weight {row['focus_weight']!s:>4} "
-              f"floor {row['focus_floor']!s:>7}: {row['metric']} {row['value']:.4f}")
+        print(f"{row['collection']:>24} {row['method']:>15} focus {row['focus_weight']!s:>4} "
+              f"floor {row['focus_floor']!s:>7} reblur {row['reblur_weight']!s:>4}: "
+              f"{row['metric']} {row['value']:.4f}")
     if args.record:
         atomic.write_csv(Path("reports") / "hybrid_focus_sweep.csv", rows)
 

@@ -189,19 +189,19 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
         {"bin": 0, "difficulty": 60.0, "method": "vaeedof_hybrid", "psnr": 70.0, "patches": 9}])
     atomic.write_csv(reports / "throughput.csv", [
         {"inputs": 2, "method": "gff", "images_per_s": 3.7, "device": "cpu"}])
-    sweep = {"stacks": 30, "model": "fusion_release.safetensors"}
+    sweep = {"stacks": 30, "model": "fusion_release.safetensors", "focus_floor": 3e-4}
     atomic.write_csv(reports / "hybrid_focus_sweep.csv", [
-        dict(sweep, collection="MFI-WHU", method="gff", focus_weight="", focus_floor="", metric="qabf",
-             value=0.7223),
+        dict(sweep, collection="MFI-WHU", method="gff", focus_weight="", focus_floor="", reblur_weight="",
+             metric="qabf", value=0.7223),
         dict(sweep, collection="mattingmfif/test", method="gff", focus_weight="", focus_floor="",
-             metric="psnr", value=30.7),
-        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, focus_floor=f, metric=m, value=v)
-          for c, m, w, f, v in [("MFI-WHU", "qabf", 0.0, 1e-4, 0.71),
-                                ("MFI-WHU", "qabf", 0.0, 3e-4, 0.72),
-                                ("MFI-WHU", "qabf", 4.0, 1e-4, 0.7244),
-                                ("MFI-WHU", "qabf", 4.0, 3e-4, 0.7241),
-                                *[("mattingmfif/test", "psnr", w, f, 33.0 + w / 10) for w in (0.0, 4.0)
-                                  for f in (1e-4, 3e-4)]]]])
+             reblur_weight="", metric="psnr", value=30.7),
+        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, reblur_weight=b, metric=m, value=v)
+          for c, m, w, b, v in [("MFI-WHU", "qabf", 0.0, 0.0, 0.71),
+                                ("MFI-WHU", "qabf", 0.0, 3.0, 0.72),
+                                ("MFI-WHU", "qabf", 4.0, 0.0, 0.7241),
+                                ("MFI-WHU", "qabf", 4.0, 3.0, 0.7257),
+                                *[("mattingmfif/test", "psnr", w, b, 33.0 + w / 10 + b / 10)
+                                  for w in (0.0, 4.0) for b in (0.0, 3.0)]]]])
     frame = {"split": "photographic", "scene": "s0", "motion_px": 3.0, "estimator_error_px": 3.0,
              "oracle_registered_px": 0.5}
     atomic.write_csv(reports / "handheld_observability.csv", [
@@ -234,7 +234,8 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert "| vaeedof_hybrid | **34.00** |" in text or "**34.00**" in text
     assert "| vaeedof_hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
     assert "40.0/32.0, 28.0/32.0" in text and "| train | 1 | 218 |" in text and "old" not in text
-    assert "| 4 | 0.7244 | 0.7241 | 33.40 | 33.40 |" in text
+    assert "| 4 | 0.7241 | 0.7257 | 33.40 | 33.70 |" in text
+    assert "focus floor 0.0003" in text
     assert "Q^AB/F on MFI-WHU (30 stacks): GFF 0.7223" in text
     assert "PSNR on mattingmfif/test (30 stacks): GFF 30.70" in text
     assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "

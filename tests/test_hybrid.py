@@ -1,6 +1,6 @@
 """Hybrid output: exact input pixels pass through where an input is in focus, every pixel is a
-mix of the inputs, the focus term takes fine texture; tiled hybrid output has no seams; GFF
-baseline."""
+mix of the inputs, the focus term takes fine texture, the reblur term the sharp side of an edge
+where the focus term sees a halo; tiled hybrid output has no seams; GFF baseline."""
 
 import math
 
@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 from vaeedof.evaluation.baselines import guided_filter_fusion, mean_fusion
 from vaeedof.fusion.engine import Fuser
-from vaeedof.nets.hybrid import HybridSettings, compose, focus_energy, mix_weights
-from vaeedof.nets.unet import FusionUNet
+from vaeedof.nets.hybrid import HybridSettings, compose, focus_energy, mix_weights, reblur_evidence
+from vaeedof.nets.unet import FusionUNet, fill_inputs
 
 
 def _psnr(a, b):
-    return 10 * math.log10(1.0 / float(((a - b) ** 2).mean()))
+    return 10 * math.log10(1.0 / max(float(((a - b) ** 2).mean()), 1e-12))  # exact copies: 120 dB
 
 
 def _textured(seed, size=64):
@@ -78,8 +78,8 @@ def test_focus_term_takes_fine_texture_the_decoded_image_lost():
     sharp, inputs, decoded = _fine_texture_stack()
     logits = torch.zeros(1, 3, 8, 8)
     logits[:, 0] = 2.0  # the coarse decision leans to the blurred input
-    off = HybridSettings(radius=2, focus_weight=0.0, focus_floor=3e-4)
-    on = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4)
+    off = HybridSettings(radius=2, focus_weight=0.0, focus_floor=3e-4, reblur_weight=0.0)
+    on = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=0.0)
     assert float(mix_weights(logits, inputs, decoded, torch.tensor(1.0), off)[0, 1].mean()) < 0.2
     assert float(mix_weights(logits, inputs, decoded, torch.tensor(1.0), on)[0, 1].mean()) > 0.99
     assert float((compose(logits, inputs, decoded, torch.tensor(1.0), on) - sharp).abs().max()) < 1e-3
@@ -93,6 +93,45 @@ def test_focus_term_does_not_vote_in_flat_regions():
     logits[:, 0] = 3.0
     weights = mix_weights(logits, flat, flat[:, 0], torch.tensor(0.0))
     assert float(weights[0, 0].min()) > 0.9  # the network's choice stands
+
+
+def _edge_stack(size=64, sigma=3.0):
+    """A vertical step edge, sharp in input 1 and defocused (Gaussian, sigma px) in input 0."""
+    sharp = torch.full((1, 3, size, size), 0.1)
+    sharp[..., size // 2:] = 0.9
+    taps = torch.arange(-12, 13, dtype=torch.float32)
+    kernel = torch.exp(-taps**2 / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
+    blurred = F.conv2d(F.pad(sharp, (12, 12, 0, 0), mode="replicate"), kernel, groups=3)
+    return sharp, torch.stack([blurred[0], sharp[0]])[None]
+
+
+def test_reblur_term_takes_the_sharp_side_of_an_edge_where_the_focus_term_sees_a_halo():
+    sharp, inputs = _edge_stack()
+    beside = slice(32 + 7, 32 + 10)  # right of the edge, past the sharp input's window
+    energy = focus_energy(inputs)[0, :, :, beside]
+    assert bool((energy[0] > energy[1]).all())  # the defocused input's spread edge looks sharper
+    logits, decoded, agreement = torch.zeros(1, 3, 8, 8), inputs.mean(dim=1), torch.tensor(0.0)
+    focus_only = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=0.0)
+    both = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=3.0)
+    assert float(mix_weights(logits, inputs, decoded, agreement, focus_only)[0, 1, :, beside].min()) < 0.5
+    weights = mix_weights(logits, inputs, decoded, agreement, both)[0, 1]
+    assert float(weights[:, beside].min()) > 0.8
+    at_edge = slice(32 - 6, 32 + 6)  # where the two inputs differ most
+    assert float(weights[:, at_edge].min()) > 0.99
+    out = compose(logits, inputs, decoded, agreement, both)
+    assert float((out - sharp)[..., at_edge].abs().max()) < 0.01
+
+
+def test_reblur_evidence_does_not_count_repeated_slots():
+    sharp, inputs = _edge_stack()
+    evidence = reblur_evidence(inputs)
+    filled = reblur_evidence(fill_inputs(inputs, 7))  # slots 0, 1, 0, 1, 0, 1, 0
+    assert torch.allclose(filled[:, 0::2], evidence[:, :1].expand_as(filled[:, 0::2]), atol=1e-5)
+    assert torch.allclose(filled[:, 1::2], evidence[:, 1:].expand_as(filled[:, 1::2]), atol=1e-5)
+    assert torch.allclose(evidence[:, 0], -evidence[:, 1], atol=1e-5)  # two inputs: one vote, both ways
+    same = reblur_evidence(torch.stack([sharp[0], sharp[0]])[None])
+    assert float(same.abs().max()) == 0.0  # one image twice: nothing to choose
 
 
 def test_settings_come_from_params_and_old_checkpoints_get_the_defaults():

@@ -60,6 +60,7 @@ rule train:
         hybrid_radius=config["fusion"]["hybrid_radius"],
         hybrid_focus_weight=config["fusion"]["hybrid_focus_weight"],
         hybrid_focus_floor=config["fusion"]["hybrid_focus_floor"],
+        hybrid_reblur_weight=config["fusion"]["hybrid_reblur_weight"],
     log:
         "logs/train/train.log",
     benchmark:

@@ -147,29 +147,31 @@ def handheld_block(reports: Path) -> str:
 
 
 def hybrid_sweep_block(reports: Path) -> str:
-    """`scripts/sweep_hybrid_focus.py --record`: the hybrid output per focus weight (rows) and floor
-    (columns), Q^AB/F on the development collection and, when measured, PSNR on a rendered split,
-    each beside GFF's."""
+    """`scripts/sweep_hybrid_focus.py --record`: the hybrid output per focus weight (rows) and
+    reblur weight (columns), Q^AB/F on the development collection and, when measured, PSNR on a
+    rendered split, each beside GFF's."""
     rows = _rows(reports / "hybrid_focus_sweep.csv")
     metrics = [m for m in ("qabf", "psnr") if any(r["metric"] == m for r in rows)]
     mine = [r for r in rows if r["method"] == HYBRID]
-    floors = sorted({float(r["focus_floor"]) for r in mine})
+    reblurs = sorted({float(r["reblur_weight"]) for r in mine})
     weights = sorted({float(r["focus_weight"]) for r in mine})
-    score = {(r["metric"], float(r["focus_weight"]), float(r["focus_floor"])): float(r["value"])
+    floors = sorted({float(r["focus_floor"]) for r in mine})
+    score = {(r["metric"], float(r["focus_weight"]), float(r["reblur_weight"])): float(r["value"])
              for r in mine}
     label = {"qabf": "Q^AB/F", "psnr": "PSNR"}
-    columns = [f"{label[m]}, floor {f:g}" for m in metrics for f in floors]
+    columns = [f"{label[m]}, reblur {b:g}" for m in metrics for b in reblurs]
     lines = ["| focus weight | " + " | ".join(columns) + " |",
-             "|---" * (len(floors) * len(metrics) + 1) + "|"]
-    lines += [f"| {w:g} | " + " | ".join(f"{score[(m, w, f)]:.{4 if m == 'qabf' else 2}f}"
-                                         for m in metrics for f in floors) + " |" for w in weights]
+             "|---" * (len(reblurs) * len(metrics) + 1) + "|"]
+    lines += [f"| {w:g} | " + " | ".join(f"{score[(m, w, b)]:.{4 if m == 'qabf' else 2}f}"
+                                         for m in metrics for b in reblurs) + " |" for w in weights]
     notes = []
     for metric in metrics:
         first = next(r for r in rows if r["metric"] == metric)
         gff = next(float(r["value"]) for r in rows if r["metric"] == metric and r["method"] == "gff")
         notes.append(f"{label[metric]} on {first['collection']} ({first['stacks']} stacks): GFF "
                      f"{gff:.{4 if metric == 'qabf' else 2}f}")
-    return "\n".join(lines) + f"\n\nModel `{rows[0]['model']}`. " + "; ".join(notes) + ".\n"
+    return ("\n".join(lines) + f"\n\nModel `{rows[0]['model']}`, focus floor "
+            f"{', '.join(f'{f:g}' for f in floors)}. " + "; ".join(notes) + ".\n")
 
 
 def handheld_observability_block(reports: Path) -> str:
