@@ -95,7 +95,8 @@ def rendered_scores(fuser, folder: Path, name: str) -> tuple[str, int, dict]:
     scores: dict[tuple, list[float]] = {}
     for scene in progress(scenes, desc="scenes"):
         inputs, gt = layout.load_tensors(scene)
-        scores.setdefault(("gff", None, None, None), []).append(psnr(guided_filter_fusion(inputs).clamp(0, 1), gt))
+        gff = guided_filter_fusion(inputs).clamp(0, 1)
+        scores.setdefault(("gff", None, None, None), []).append(psnr(gff, gt))
         for settings, out in _mixes(fuser, inputs):
             scores.setdefault(_key(settings), []).append(
                 psnr(out, gt))

@@ -195,7 +195,8 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
              metric="qabf", value=0.7223),
         dict(sweep, collection="mattingmfif/test", method="gff", focus_weight="", focus_floor="",
              reblur_weight="", metric="psnr", value=30.7),
-        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, reblur_weight=b, metric=m, value=v)
+        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, reblur_weight=b, metric=m,
+               value=v)
           for c, m, w, b, v in [("MFI-WHU", "qabf", 0.0, 0.0, 0.71),
                                 ("MFI-WHU", "qabf", 0.0, 3.0, 0.72),
                                 ("MFI-WHU", "qabf", 4.0, 0.0, 0.7241),
