@@ -72,9 +72,12 @@ def window_distance(inputs: torch.Tensor, decoded: torch.Tensor, radius: int) ->
     """(B, n, 3, H, W), (B, 3, H, W) -> (B, n, H, W): mean squared difference over a
     (2 radius + 1)^2 window (box filter; windows shrink at the border)."""
     squared = (inputs - decoded[:, None]).pow(2).mean(dim=2)
-    if radius == 0:
-        return squared
-    return F.avg_pool2d(squared, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    return squared if radius == 0 else _box_mean(squared, radius)
+
+
+def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2 radius + 1)^2 window of (N, C, H, W); windows shrink at the border."""
+    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -119,13 +122,11 @@ def _reblur_votes(grey: torch.Tensor) -> torch.Tensor:
     k, h, w = grey.shape
     if k < 2:
         return torch.zeros_like(grey)
-    window = 2 * REBLUR_WINDOW + 1
     first, second = (~torch.eye(k, dtype=torch.bool, device=grey.device)).nonzero(as_tuple=True)
 
-    def windowed(squared: torch.Tensor) -> torch.Tensor:  # (k, k, H, W) off the diagonal, box-averaged
+    def windowed(squared: torch.Tensor) -> torch.Tensor:  # off-diagonal pairs -> (k, k, H, W)
         out = torch.zeros(k, k, h, w, dtype=squared.dtype, device=squared.device)
-        out[first, second] = F.avg_pool2d(squared[:, None], window, stride=1, padding=REBLUR_WINDOW,
-                                          count_include_pad=False)[:, 0]
+        out[first, second] = _box_mean(squared[:, None], REBLUR_WINDOW)[:, 0]
         return out
 
     best = None
