@@ -246,6 +246,12 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert main(["readme", *args, "--check"]) == 0
     (reports / "metrics.json").write_text(json.dumps(dict(summary, scenes=3)))
     assert main(["readme", *args, "--check"]) == 2
+    capsys.readouterr()
+    atomic.write_csv(reports / "hybrid_focus_sweep.csv", [  # a sweep recorded before the reblur term
+        {"collection": "MFI-WHU", "method": "gff", "focus_weight": "", "focus_floor": "", "metric": "qabf",
+         "value": 0.7223}])
+    assert main(["readme", *args]) == 2
+    assert "hybrid_focus_sweep.csv: no reblur_weight column" in capsys.readouterr().err
 
 
 def test_defocus_radius_is_the_thin_lens_blur_disc():

@@ -150,7 +150,11 @@ def hybrid_sweep_block(reports: Path) -> str:
     """`scripts/sweep_hybrid_focus.py --record`: the hybrid output per focus weight (rows) and
     reblur weight (columns), Q^AB/F on the development collection and, when measured, PSNR on a
     rendered split, each beside GFF's."""
-    rows = _rows(reports / "hybrid_focus_sweep.csv")
+    path = reports / "hybrid_focus_sweep.csv"
+    rows = _rows(path)
+    if rows and "reblur_weight" not in rows[0]:  # recorded before the reblur term existed
+        raise VaeedofError(f"{path}: no reblur_weight column (re-record it: python "
+                           "scripts/sweep_hybrid_focus.py DEV_COLLECTION --record)")
     metrics = [m for m in ("qabf", "psnr") if any(r["metric"] == m for r in rows)]
     mine = [r for r in rows if r["method"] == HYBRID]
     reblurs = sorted({float(r["reblur_weight"]) for r in mine})
