@@ -13,6 +13,7 @@ from PIL import Image
 from vaeedof.cli import main
 from vaeedof.errors import VaeedofError
 from vaeedof.fusion.align import align_stack, estimate, looks_registered, needs_alignment
+from vaeedof.fusion.exposure import exposure_gain
 
 from .conftest import SHARED_MIRROR
 
@@ -132,6 +133,38 @@ def test_registered_stack_is_left_untouched_bit_for_bit():
     # Even a full fit finds no motion worth a warp here.
     assert estimate(frames, ["a", "b", "c"]).max_shift_px < 0.1
     assert align_stack(frames, ["a", "b", "c"], "off") == (frames, None)
+
+
+def test_registered_stack_with_an_exposure_change_is_matched_without_resampling():
+    """A camera that re-meters between focus frames (MFFW pairs differ by 3-10 %): `auto` matches
+    the gain even though nothing moved, and touches nothing else; a 1 % change is left alone
+    (defocus alone shifts flat regions of registered renders that much)."""
+    side = 384
+    source = _source(side)
+    frames = [torch.from_numpy(np.ascontiguousarray(cv2.GaussianBlur(source, (0, 0), b) if b else source)
+                               ).permute(2, 0, 1) for b in (0, 1.5, 3.0)]
+    darker = frames[:2] + [(frames[2] * 0.92).clamp(0, 1)]
+    aligned, alignment = align_stack(darker, ["a", "b", "c"], "auto")
+    assert alignment is not None and alignment.max_shift_px == 0
+    assert all(np.array_equal(t, np.eye(3)) for t in alignment.transforms)
+    assert np.allclose(alignment.gains[0], 1) and np.allclose(alignment.gains[2], 1 / 0.92, atol=0.01)
+    assert aligned[0] is darker[0] and aligned[1] is darker[1]
+    gain = torch.from_numpy(alignment.gains[2].astype(np.float32))[:, None, None]
+    assert torch.equal(aligned[2], (darker[2] * gain).clamp(0, 1))  # gained, not resampled
+    barely = frames[:2] + [(frames[2] * 0.99).clamp(0, 1)]
+    kept, none = align_stack(barely, ["a", "b", "c"], "auto")
+    assert none is None and all(a is f for a, f in zip(kept, barely, strict=True))
+
+
+def test_a_gain_counts_only_when_it_is_the_same_from_dark_to_bright():
+    """Smooth ramps from dark to bright, repeated in every cell, so that place cannot tell the
+    two apart: one gain is read; another tone curve (mid-tones darker, white kept, as cameras
+    differ) is refused although its ratios spread little and every cell agrees."""
+    side = 240  # the 3 x 3 cells hold two whole 40 px ramps each
+    ramp = 0.3 + 0.6 * (np.arange(side) % 40) / 40
+    target = np.repeat(np.tile(ramp, (side, 1))[..., None], 3, axis=2).astype(np.float32)
+    assert np.allclose(exposure_gain(target * 0.95, target), 1 / 0.95, atol=0.005)
+    assert exposure_gain(target ** 1.064, target) is None
 
 
 def test_light_that_defocus_moves_is_not_taken_for_exposure():

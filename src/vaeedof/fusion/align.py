@@ -9,22 +9,21 @@ Motion models: `similarity` (shift,
 rotation and scale: focus breathing, the magnification change with focus distance, is the
 scale), `affine` and `homography`; each frame's scale is reported explicitly.
 
-After warping, each frame's per-channel gain is matched to the reference from local ratios of
-smoothed images, when those ratios agree across the frame (an exposure change is one gain; the
-light defocus moves around, across the frame's edge too, is not), so exposure drift does not
-steer the fusion and defocus does not tint a frame. Borders: uncovered pixels are filled by
-replicating the nearest valid pixel; the transforms JSON gives the box every frame covers, for
-those who prefer to crop.
+After warping, each frame's per-channel gain is matched to the reference from the ratios of
+smoothed images in flat regions, when those agree across the frame (an exposure change is one
+gain; the light defocus moves around, across the frame's edge too, is not; `exposure`), so
+exposure drift does not steer the fusion and defocus does not tint a frame. Borders: uncovered
+pixels are filled by replicating the nearest valid pixel; the transforms JSON gives the box every
+frame covers, for those who prefer to crop.
 
-`auto` aligns only when the largest estimated displacement exceeds 0.1 px or the exposure
-differs by more than 1 %: an already registered stack is left untouched, bit for bit.
+`auto` warps only when the largest estimated displacement exceeds 0.1 px; a stack that did not
+move still has its exposure matched when a frame's gain differs by 2 % or more (cameras re-meter
+between focus frames: MFFW), and is otherwise left untouched, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import get_logger
+from .blocks import block_shifts
 from .exposure import frame_gains, thumbnail
 from .options import ALIGN_MODES as MODES
 from .options import MOTION_MODELS as MODELS
@@ -42,9 +42,7 @@ MOTION_THRESHOLD_PX = 0.1
 # between frames with little detail in common; hand-held motion shows as pixels.
 REGISTERED_MEDIAN_PX = 0.35
 MIN_BLOCKS = 16
-EXPOSURE_THRESHOLD = 0.01
 ESTIMATION_SIDE = 1024  # the finest pyramid level: sub-pixel there is a fraction of a pixel here
-SAME_FOCUS = 0.5  # blocks compared only where the two frames hold similar detail
 MIN_SIDE = 32  # smaller frames hold too little to register (auto leaves them as they are)
 
 
@@ -125,65 +123,6 @@ def _fit(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     return None if matrix is None else np.vstack([matrix, [0, 0, 1]])
 
 
-def _block_shifts(reference: np.ndarray, warped: np.ndarray, block: int, same_focus: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Block centres c in the reference and where each block is found in `warped` (c + shift),
-    by phase correlation: blind to gain, offset and (nearly) to defocus differences, which
-    intensity-based registration reads as motion. Also the number of textured blocks tried.
-    `same_focus`: only blocks holding similar detail in both frames (no defocus difference).
-    Rows of blocks run on a thread each core (OpenCV releases the GIL; same result, in order)."""
-    import cv2
-
-    window = cv2.createHanningWindow((block, block), cv2.CV_32F)
-    height, width = reference.shape
-    step = block // 4
-    textured = _textured(reference, block) & _textured(warped, block)
-
-    def row(y: int) -> tuple[list, list, int]:
-        src, dst, tried = [], [], 0
-        for x in range(block // 4, width - block - block // 4 + 1, step):
-            if not textured[y, x]:
-                continue  # flat: nothing to correlate
-            # Contiguous copies: OpenCV's phaseCorrelate misreads strided views of larger arrays.
-            a = np.ascontiguousarray(reference[y:y + block, x:x + block])
-            b = np.ascontiguousarray(warped[y:y + block, x:x + block])
-            if same_focus and min(_detail(a), _detail(b)) < SAME_FOCUS * max(_detail(a), _detail(b)):
-                continue  # in focus in one frame only: its defocus would pass for motion
-            tried += 1
-            (dx, dy), response = cv2.phaseCorrelate(a, b, window)
-            if response > 0.05 and abs(dx) < block / 4 and abs(dy) < block / 4:
-                centre = (x + (block - 1) / 2, y + (block - 1) / 2)
-                src.append(centre)
-                dst.append((centre[0] + dx, centre[1] + dy))
-        return src, dst, tried
-
-    rows = range(block // 4, height - block - block // 4 + 1, step)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    with ThreadPoolExecutor(cores) as pool:
-        results = list(pool.map(row, rows))
-    src = [c for r in results for c in r[0]]
-    dst = [c for r in results for c in r[1]]
-    return np.float32(src).reshape(-1, 2), np.float32(dst).reshape(-1, 2), sum(r[2] for r in results)
-
-
-def _textured(image: np.ndarray, block: int) -> np.ndarray:
-    """Per top-left corner (y, x): whether the block there has a standard deviation of at least
-    1e-3 (box filters: one pass instead of a std per block, half of the estimation time)."""
-    import cv2
-
-    pixels = image.astype(np.float64)
-    kernel = dict(ddepth=-1, ksize=(block, block), anchor=(0, 0), borderType=cv2.BORDER_REFLECT)
-    mean, mean_square = cv2.boxFilter(pixels, **kernel), cv2.boxFilter(pixels * pixels, **kernel)
-    return mean_square - mean * mean >= 1e-6
-
-
-def _detail(block: np.ndarray) -> float:
-    """Fine detail of a block: mean squared Laplacian (defocus removes it)."""
-    import cv2
-
-    return float(np.mean(cv2.Laplacian(block, cv2.CV_32F) ** 2))
-
-
 def _agreeing(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray) -> int:
     """How many block shifts the transform explains to within a pixel (parallax in macro stacks
     spreads real ones by a pixel or two around any global model)."""
@@ -202,7 +141,7 @@ def _refine(reference: np.ndarray, moving: np.ndarray, model: str, matrix: np.nd
 
     previous = math.inf
     for _ in range(8):
-        src, dst, tried = _block_shifts(reference, _warp(moving, matrix, cv2.INTER_CUBIC), block)
+        src, dst, tried = block_shifts(reference, _warp(moving, matrix, cv2.INTER_CUBIC), block)
         residual = _fit(model, src, dst)
         if residual is None:
             return None, False
@@ -303,7 +242,7 @@ def looks_registered(images: list[torch.Tensor]) -> bool:
     greys = [_grey(image, ESTIMATION_SIDE)[0] for image in images]
     block = _block_size(greys[0].shape)
     for first, second in zip(greys, greys[1:], strict=False):
-        src, dst, _ = _block_shifts(first, second, block, same_focus=True)
+        src, dst, _ = block_shifts(first, second, block, same_focus=True)
         if len(src) >= MIN_BLOCKS and np.median(np.linalg.norm(dst - src, axis=1)) >= REGISTERED_MEDIAN_PX:
             return False
     return True
@@ -319,7 +258,7 @@ def estimate(images: list[torch.Tensor], names: list[str], model: str = "similar
     if model not in MODELS:
         raise VaeedofError(f"motion model {model!r}: expected one of {', '.join(MODELS)}")
     height, width = images[0].shape[-2:]
-    reference = (len(images) - 1) // 2
+    reference = _reference(len(images))
     shrunk = [_grey(image, ESTIMATION_SIDE) for image in images]
     factor = shrunk[0][1]
     small = _chain([g for g, _ in shrunk], names, reference, model)
@@ -330,10 +269,22 @@ def estimate(images: list[torch.Tensor], names: list[str], model: str = "similar
                      max_shift_px=shift)
 
 
+def _reference(count: int) -> int:
+    return (count - 1) // 2  # the middle frame (the first of the two middle ones)
+
+
 def needs_alignment(alignment: Alignment) -> bool:
-    exposure = max(max(abs(g - 1).max(), abs(o).max()) for g, o in zip(alignment.gains, alignment.offsets,
-                                                                        strict=True))
-    return alignment.max_shift_px > MOTION_THRESHOLD_PX or exposure > EXPOSURE_THRESHOLD
+    exposure = any(not np.allclose(g, 1) or np.any(o) for g, o in zip(alignment.gains, alignment.offsets,
+                                                                       strict=True))
+    return alignment.max_shift_px > MOTION_THRESHOLD_PX or exposure
+
+
+def match_exposure(images: list[torch.Tensor]) -> Alignment:
+    """The alignment of a stack that did not move: identity transforms, exposure gains only."""
+    height, width = images[0].shape[-2:]
+    identity = [np.eye(3) for _ in images]
+    gains, offsets = _exposure(images, identity, _reference(len(images)))
+    return Alignment(identity, gains, offsets, _reference(len(images)), (0, 0, width, height))
 
 
 def apply(images: list[torch.Tensor], alignment: Alignment) -> list[torch.Tensor]:
@@ -349,7 +300,8 @@ def apply(images: list[torch.Tensor], alignment: Alignment) -> list[torch.Tensor
         pixels = as_float(image).permute(1, 2, 0).numpy()
         # Lanczos: of OpenCV's kernels it keeps the most fine detail (0.1-0.5 dB over bicubic in
         # fused PSNR on scripts/handheld_photo_stacks.py's stacks); clipped below for its ringing.
-        warped = _warp(np.ascontiguousarray(pixels), matrix, cv2.INTER_LANCZOS4)
+        warped = pixels if np.allclose(matrix, np.eye(3)) else _warp(np.ascontiguousarray(pixels), matrix,
+                                                                      cv2.INTER_LANCZOS4)
         corrected = np.clip(warped * gain.astype(np.float32) + offset.astype(np.float32), 0, 1)
         tensor = torch.from_numpy(np.ascontiguousarray(corrected)).permute(2, 0, 1)
         out.append((tensor * 255 + 0.5).to(torch.uint8) if image.dtype == torch.uint8 else tensor)
@@ -366,8 +318,9 @@ def warp(images: list[torch.Tensor], transforms: list[np.ndarray]) -> list[torch
 def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto", model: str = "similarity",
                 strict: bool = False) -> tuple[list[torch.Tensor], Alignment | None]:
     """`off`: the frames as they are; `on`: aligned, or a one-line error naming the frame that
-    cannot be; `auto`: aligned only when they moved; a stack that moved but cannot be aligned is
-    fused as it is, with a warning (an error with `strict`)."""
+    cannot be; `auto`: aligned only when they moved (a stack that did not has its exposure matched
+    when it changed); a stack that moved but cannot be aligned is fused as it is, with a warning
+    (an error with `strict`)."""
     if mode not in MODES:
         raise VaeedofError(f"--align {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "off" or len(images) < 2:
@@ -378,7 +331,8 @@ def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto"
                                "use --align off")
         return images, None
     if mode == "auto" and looks_registered(images):
-        return images, None
+        alignment = match_exposure(images)
+        return (apply(images, alignment), alignment) if needs_alignment(alignment) else (images, None)
     try:
         alignment = estimate(images, names, model)
     except VaeedofError as exc:
