@@ -222,3 +222,25 @@ def test_auto_fuses_a_moved_stack_it_cannot_align_with_a_warning(caplog, monkeyp
     for kwargs in ({"mode": "on"}, {"mode": "auto", "strict": True}):
         with pytest.raises(VaeedofError, match="n1: cannot be aligned"):
             align_stack(frames, ["n0", "n1"], **kwargs)
+
+
+def test_fuse_logs_the_exposure_it_matched(tmp_path, capfd, monkeypatch):
+    """`vaeedof fuse` on a stack that did not move but whose exposure changed says so in its
+    alignment line (a displacement of 0 px alone would hide that the frames were changed)."""
+    import vaeedof.fusion.loader as loader
+    from vaeedof.fusion.engine import Fuser
+    from vaeedof.nets.unet import FusionUNet
+
+    from .synthetic import random_vae
+
+    monkeypatch.setattr(loader, "load_fuser", lambda *args, **kwargs: Fuser(
+        FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu"))
+    source = _source(256)
+    for name, image in (("a.png", source), ("b.png", cv2.GaussianBlur(source, (0, 0), 2) * 0.9)):
+        Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["fuse", "a.png", "b.png", "-o", "o.png"]) == 0
+    line = next(x for x in capfd.readouterr().err.splitlines() if "alignment:" in x)
+    assert "largest displacement 0.00 px" in line and "frames aligned" in line
+    change = float(line.split("largest exposure change ")[1].split(" %")[0])
+    assert 9 < change < 13, line  # b gained by 1 / 0.9 (11 %)
