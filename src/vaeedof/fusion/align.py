@@ -59,6 +59,12 @@ class Alignment:
     applied: bool = True
     max_shift_px: float = 0.0
 
+    @property
+    def exposure_change(self) -> float:
+        """The largest change (fraction) any gain or offset makes to a frame."""
+        return max(max(float(abs(g - 1).max()), float(abs(o).max())) for g, o in zip(self.gains, self.offsets,
+                                                                                     strict=True))
+
     def as_json(self, names: list[str]) -> dict:
         frames = [{"name": name, "matrix": np.round(t, 8).tolist(), "scale": round(scale_of(t), 6),
                    "rotation_deg": round(rotation_of(t), 5), "gain": np.round(g, 6).tolist(),
@@ -274,9 +280,8 @@ def _reference(count: int) -> int:
 
 
 def needs_alignment(alignment: Alignment) -> bool:
-    exposure = any(not np.allclose(g, 1) or np.any(o) for g, o in zip(alignment.gains, alignment.offsets,
-                                                                       strict=True))
-    return alignment.max_shift_px > MOTION_THRESHOLD_PX or exposure
+    # Gains are exactly 1 unless they change a frame by exposure.MIN_GAIN or more.
+    return alignment.max_shift_px > MOTION_THRESHOLD_PX or alignment.exposure_change > 0
 
 
 def match_exposure(images: list[torch.Tensor]) -> Alignment:
@@ -294,14 +299,14 @@ def apply(images: list[torch.Tensor], alignment: Alignment) -> list[torch.Tensor
     out = []
     for image, matrix, gain, offset in zip(images, alignment.transforms, alignment.gains, alignment.offsets,
                                            strict=True):
-        if np.allclose(matrix, np.eye(3)) and np.allclose(gain, 1) and np.allclose(offset, 0):
+        identity = np.allclose(matrix, np.eye(3))
+        if identity and np.allclose(gain, 1) and np.allclose(offset, 0):
             out.append(image)
             continue
         pixels = as_float(image).permute(1, 2, 0).numpy()
         # Lanczos: of OpenCV's kernels it keeps the most fine detail (0.1-0.5 dB over bicubic in
         # fused PSNR on scripts/handheld_photo_stacks.py's stacks); clipped below for its ringing.
-        warped = pixels if np.allclose(matrix, np.eye(3)) else _warp(np.ascontiguousarray(pixels), matrix,
-                                                                      cv2.INTER_LANCZOS4)
+        warped = pixels if identity else _warp(np.ascontiguousarray(pixels), matrix, cv2.INTER_LANCZOS4)
         corrected = np.clip(warped * gain.astype(np.float32) + offset.astype(np.float32), 0, 1)
         tensor = torch.from_numpy(np.ascontiguousarray(corrected)).permute(2, 0, 1)
         out.append((tensor * 255 + 0.5).to(torch.uint8) if image.dtype == torch.uint8 else tensor)

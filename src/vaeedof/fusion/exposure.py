@@ -58,8 +58,8 @@ def _texture(image: np.ndarray) -> np.ndarray:
 def _group_spread(ratios: np.ndarray, valid: np.ndarray, groups: np.ndarray, fewest: int) -> float:
     """The largest difference between the groups' median log ratios (any channel), over groups
     (an integer label per pixel) holding MIN_PIXELS valid pixels; inf when fewer than `fewest` do."""
-    medians = [np.median(ratios[valid & (groups == g)], axis=0) for g in np.unique(groups[valid])
-               if np.count_nonzero(valid & (groups == g)) >= MIN_PIXELS]
+    picked = (ratios[valid & (groups == g)] for g in np.unique(groups[valid]))
+    medians = [np.median(group, axis=0) for group in picked if len(group) >= MIN_PIXELS]
     if len(medians) < fewest:
         return math.inf
     medians = np.array(medians)

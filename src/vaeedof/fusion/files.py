@@ -101,9 +101,8 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
     with fuser.timed("align"):
         images, alignment = align_stack(images, [str(im.path) for im in loaded], align, motion)
     if alignment is not None:
-        exposure = max(float(abs(gain - 1).max()) for gain in alignment.gains)
         get_logger().info("alignment: largest displacement %.2f px, largest exposure change %.1f %%, %s",
-                          alignment.max_shift_px, 100 * exposure,
+                          alignment.max_shift_px, 100 * alignment.exposure_change,
                           "frames aligned" if alignment.applied else "frames left as they are")
     latents = [fuser.encode(image) for image in images]
     if vae_check_db is not None:
