@@ -33,55 +33,24 @@ import torch
 
 from vaeedof import atomic
 from vaeedof import params as params_module
-from vaeedof.assets.photographic import open_photo, sharpest_crop
 from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import guided_filter_fusion
 from vaeedof.evaluation.handheld import corner_error, hand_held_transforms, photo_stacks_summary
+from vaeedof.evaluation.photo_stacks import (
+    SUPERSAMPLE,
+    depth_map,
+    focus_frame,
+    held_out_photos,
+    reduce,
+    sharp_crop,
+    to_uint8_tensor,
+)
 from vaeedof.fusion.align import align_stack, rescale_transform, warp
 from vaeedof.fusion.loader import choose_checkpoint, load_fuser
 from vaeedof.images import psnr
 from vaeedof.logs import progress
 
-LAYERS = 16
-SUPERSAMPLE = 2
 CSV = Path("reports") / "handheld_photo_stacks.csv"
-
-
-def depth_map(size: int, rng: np.random.Generator) -> np.ndarray:
-    """Smooth depth in [0, 1]: low-frequency noise plus a slope in a random direction."""
-    noise = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), size / 8)
-    angle = rng.uniform(0, 2 * np.pi)
-    y, x = np.mgrid[0:size, 0:size] / size
-    depth = (noise - noise.mean()) / (noise.std() + 1e-6) + 1.5 * (np.cos(angle) * x + np.sin(angle) * y)
-    return ((depth - depth.min()) / (depth.max() - depth.min() + 1e-6)).astype(np.float32)
-
-
-def _gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0.3 else image
-
-
-def focus_frame(sharp: np.ndarray, depth: np.ndarray, focus: float, max_sigma: float) -> np.ndarray:
-    """The photograph focused at depth `focus`: per depth layer a Gaussian blur, normalised."""
-    layer = np.minimum((depth * LAYERS).astype(int), LAYERS - 1)
-    total, weight = np.zeros_like(sharp), np.zeros(depth.shape, np.float32)
-    for k in range(LAYERS):
-        mask = (layer == k).astype(np.float32)
-        if not mask.any():
-            continue
-        sigma = max_sigma * abs((k + 0.5) / LAYERS - focus)
-        total += _gaussian(sharp * mask[..., None], sigma)
-        weight += _gaussian(mask, sigma)
-    return total / np.maximum(weight, 1e-6)[..., None]
-
-
-def _uint8_tensor(pixels: np.ndarray) -> torch.Tensor:
-    stored = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(stored)).permute(2, 0, 1)
-
-
-def _down(image: np.ndarray) -> np.ndarray:
-    return cv2.resize(image, (image.shape[1] // SUPERSAMPLE, image.shape[0] // SUPERSAMPLE),
-                      interpolation=cv2.INTER_AREA)
 
 
 def make_stack(photo, rng: np.random.Generator, size: int, max_sigma: float, cfg: dict):
@@ -89,7 +58,7 @@ def make_stack(photo, rng: np.random.Generator, size: int, max_sigma: float, cfg
     SUPERSAMPLE times the size and reduced, moved at that size too: a camera forms each frame
     optically, so only the aligner's resampling should show, not the generator's."""
     big = size * SUPERSAMPLE
-    sharp = sharpest_crop(photo, rng, [0.4, 0.9], big, 6).astype(np.float32) / 255
+    sharp = sharp_crop(photo, rng, size)
     depth = depth_map(big, rng)
     count = int(rng.integers(3, 6))
     frames = [focus_frame(sharp, depth, focus, max_sigma * SUPERSAMPLE)
@@ -100,8 +69,8 @@ def make_stack(photo, rng: np.random.Generator, size: int, max_sigma: float, cfg
     moved = [cv2.warpAffine(f, m[:2], (big, big), flags=flags, borderMode=cv2.BORDER_REFLECT)
              for f, m in zip(frames, transforms, strict=True)]
     truth = [np.linalg.inv(rescale_transform(m, 1 / SUPERSAMPLE)) for m in transforms]
-    return (torch.from_numpy(_down(sharp)).permute(2, 0, 1), [_uint8_tensor(_down(f)) for f in frames],
-            [_uint8_tensor(_down(f)) for f in moved], truth)
+    return (torch.from_numpy(reduce(sharp)).permute(2, 0, 1), [to_uint8_tensor(reduce(f)) for f in frames],
+            [to_uint8_tensor(reduce(f)) for f in moved], truth)
 
 
 def _inner_psnr(image: torch.Tensor, gt: torch.Tensor) -> float:
@@ -154,7 +123,6 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help=f"write {CSV}")
     args = parser.parse_args()
     params = params_module.load(args.params)
-    stems = params["assets"]["photographic"]["test_photos"]
     fuser = load_fuser(args.checkpoint, mode="hybrid")
     model = Path(choose_checkpoint(args.checkpoint)[0]).name
 
@@ -167,11 +135,7 @@ def main() -> None:
 
     fusers = {"gff": gff, f"vaeedof_hybrid ({model})": hybrid}
     rows = []
-    for index, stem in enumerate(progress(stems, desc="photographs")):
-        path = args.photos / f"{stem}.jpg"
-        if not path.exists():
-            raise VaeedofError(f"{path}: held-out photograph not found (assets.photographic.test_photos)")
-        photo = open_photo(path)
+    for index, (stem, photo) in enumerate(progress(held_out_photos(args.photos, params), desc="photographs")):
         for crop in range(args.crops):
             rng = np.random.default_rng([params["seed"], 43, index, crop])
             rows += measure(f"{stem[:24]}-{crop}", *make_stack(photo, rng, args.size, args.max_sigma,

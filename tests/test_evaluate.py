@@ -222,9 +222,13 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
         dict(stack, stack="b", registered=30.0, registered_auto=30.01, unaligned=20.0,
              true_transforms=29.5, aligned=29.7,
              corner_error_px=0.15, align_s=0.4)])
+    atomic.write_csv(reports / "photo_stacks.csv", [
+        {"stack": s, "planes": 2, "method": m, "psnr": p, "ssim": 0.9}
+        for s, m, p in [("a", "gff", 30.0), ("b", "gff", 34.0), ("a", "vaeedof_hybrid", 31.0),
+                        ("b", "vaeedof_hybrid", 33.0)]])
     readme = tmp_path / "README.md"
     names = ["table", "per-scene", "difficulty", "throughput", "timings", "hybrid-sweep",
-             "handheld-observability", "handheld-photos"]
+             "handheld-observability", "handheld-photos", "photo-stacks"]
     readme.write_text("intro\n" + "".join(f"<!-- reports:{n} -->\nold\n<!-- /reports:{n} -->\n"
                                            for n in names))
     args = [str(readme), "--reports", str(reports), "--benchmarks", str(tmp_path / "benchmarks")]
@@ -241,6 +245,7 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert "PSNR on mattingmfif/test (30 stacks): GFF 30.70" in text
     assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "
             "0.30 / 2.00 (15%) |") in text
+    assert "| gff | 2 | 32.00 | 0.9000 | - |" in text and "| vaeedof_hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
     assert ("| photographic | 1 | 0 | -0.100 (-0.100) | 1 | 2 | 3.00 | 3.00 | 0.60 | 50% | 0.50 | 30.00 | "
             "29.50 | 22.00 |") in text
     assert main(["readme", *args, "--check"]) == 0

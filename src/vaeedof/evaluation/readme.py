@@ -217,6 +217,21 @@ def handheld_photos_block(reports: Path) -> str:
     return "\n".join(photo_stacks_summary(rows)) + "\n"
 
 
+def photo_stacks_block(reports: Path) -> str:
+    """`scripts/photo_stacks.py --record`: every method on occluding-plane stacks made from the
+    held-out photographs, against the photograph."""
+    from .photo_stacks import summary
+
+    return "\n".join(summary(_rows(reports / "photo_stacks.csv"))) + "\n"
+
+
+def latent_gap_block(reports: Path) -> str:
+    """`scripts/latent_gap.py --record`: per split and method, PSNR by distance to a plane edge."""
+    from .latent_gap import summary
+
+    return "\n".join(summary(_rows(reports / "latent_gap.csv"))) + "\n"
+
+
 def release_block() -> str:
     """The release model's scores, from the model card shipped beside its weights (written by
     `vaeedof release` from the release run's reports)."""
@@ -239,6 +254,8 @@ def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
             "hybrid-sweep": lambda: hybrid_sweep_block(reports),
             "handheld-observability": lambda: handheld_observability_block(reports),
             "handheld-photos": lambda: handheld_photos_block(reports),
+            "photo-stacks": lambda: photo_stacks_block(reports),
+            "latent-gap": lambda: latent_gap_block(reports),
             "release": release_block}
 
 

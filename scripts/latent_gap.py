@@ -1,0 +1,80 @@
+"""Where the latent mode loses to the VAE ceiling, on a rendered test split that `vaeedof infer`
+has fused: each method's pooled PSNR by distance to the nearest edge between two planes
+(`vaeedof.evaluation.latent_gap`), and one more row, `hybrid_through_vae`: the hybrid output
+(the best pixel fusion here) encoded and decoded by the frozen VAE, the latent a perfect latent
+fusion of that quality would hold.
+
+Prints the table; `--record` writes reports/latent_gap.csv (rows of other `--split` labels are
+kept), the README's `latent-gap` block. Asserts nothing.
+
+    python scripts/latent_gap.py data/mattingmfif/test data/fused --split procedural --record
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vaeedof import atomic
+from vaeedof.errors import VaeedofError
+from vaeedof.evaluation.infer import CEILING, LATENT_ORACLE, read_manifest
+from vaeedof.evaluation.latent_gap import GapAccumulator, edge_bins, summary
+from vaeedof.fusion.loader import load_fuser
+from vaeedof.images import as_float, read_image
+from vaeedof.logs import progress
+from vaeedof.render import layout
+
+CSV = Path("reports") / "latent_gap.csv"
+METHODS = ("vaeedof", "vaeedof_hybrid", "gff", CEILING, LATENT_ORACLE)
+THROUGH_VAE = "hybrid_through_vae"
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return as_float(image).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenes", type=Path, help="the rendered test split (scene folders)")
+    parser.add_argument("fused", type=Path, help="what `vaeedof infer` wrote for it")
+    parser.add_argument("--split", required=True, help="the label of these rows")
+    parser.add_argument("--checkpoint", default=None, help="for its VAE (default: as vaeedof fuse chooses)")
+    parser.add_argument("--record", action="store_true", help=f"write {CSV}")
+    args = parser.parse_args()
+    manifest = read_manifest(args.fused)
+    missing = [m for m in METHODS if m not in manifest["methods"]]
+    if missing:
+        raise VaeedofError(f"{args.fused}: no {', '.join(missing)} (fused by an older `vaeedof infer`)")
+    vae = load_fuser(args.checkpoint).vae
+    gap = GapAccumulator()
+    for name in progress(manifest["scenes"], desc="scenes"):
+        scene = args.scenes / name
+        gt = _hwc(read_image(scene / "gt.png"))
+        bins = edge_bins(np.asarray(Image.open(scene / layout.INDEX_FILE)))
+        gap.add_scene(bins)
+        for method in METHODS:
+            gap.add(method, bins, _hwc(read_image(args.fused / method / f"{name}.png")), gt)
+        hybrid = as_float(read_image(args.fused / "vaeedof_hybrid" / f"{name}.png"))
+        with torch.inference_mode():
+            gap.add(THROUGH_VAE, bins, _hwc(vae.reconstruct(hybrid[None])[0]), gt)
+    rows = gap.rows(args.split)
+    for line in summary(rows):
+        print(line)
+    if args.record:
+        kept = []
+        if CSV.exists():
+            with open(CSV, newline="") as handle:
+                kept = [r for r in csv.DictReader(handle) if r["split"] != args.split]
+        atomic.write_csv(CSV, kept + rows)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except VaeedofError as exc:  # bad input: one line naming it, no traceback
+        raise SystemExit(f"latent_gap: {exc}") from None
