@@ -2,7 +2,9 @@
 has fused: each method's pooled PSNR by distance to the nearest edge between two planes
 (`vaeedof.evaluation.latent_gap`), and one more row, `hybrid_through_vae`: the hybrid output
 (the best pixel fusion here) encoded and decoded by the frozen VAE, the latent a perfect latent
-fusion of that quality would hold.
+fusion of that quality would hold; and `input_selection_oracle`: at every pixel the input whose
+7 x 7 neighbourhood is nearest the ground truth, the most that choosing among the inputs' own
+pixels can give.
 
 Prints the table; `--record` writes reports/latent_gap.csv (rows of other `--split` labels are
 kept), the README's `latent-gap` block. Asserts nothing.
@@ -23,7 +25,7 @@ from PIL import Image
 from vaeedof import atomic
 from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.infer import CEILING, LATENT_ORACLE, read_manifest
-from vaeedof.evaluation.latent_gap import GapAccumulator, edge_bins, summary
+from vaeedof.evaluation.latent_gap import GapAccumulator, edge_bins, input_selection_oracle, summary
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, read_image
 from vaeedof.logs import progress
@@ -32,6 +34,7 @@ from vaeedof.render import layout
 CSV = Path("reports") / "latent_gap.csv"
 METHODS = ("vaeedof", "vaeedof_hybrid", "gff", CEILING, LATENT_ORACLE)
 THROUGH_VAE = "hybrid_through_vae"
+INPUT_ORACLE = "input_selection_oracle"
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
@@ -54,11 +57,13 @@ def main() -> None:
     gap = GapAccumulator()
     for name in progress(manifest["scenes"], desc="scenes"):
         scene = args.scenes / name
-        gt = _hwc(read_image(scene / "gt.png"))
+        raw_inputs, raw_gt = layout.load_tensors(scene)
+        inputs, gt = [_hwc(image) for image in raw_inputs], _hwc(raw_gt)
         bins = edge_bins(np.asarray(Image.open(scene / layout.INDEX_FILE)))
         gap.add_scene(bins)
         for method in METHODS:
             gap.add(method, bins, _hwc(read_image(args.fused / method / f"{name}.png")), gt)
+        gap.add(INPUT_ORACLE, bins, input_selection_oracle(inputs, gt), gt)
         hybrid = as_float(read_image(args.fused / "vaeedof_hybrid" / f"{name}.png"))
         with torch.inference_mode():
             gap.add(THROUGH_VAE, bins, _hwc(vae.reconstruct(hybrid[None])[0]), gt)

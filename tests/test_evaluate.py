@@ -245,7 +245,8 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert "PSNR on mattingmfif/test (30 stacks): GFF 30.70" in text
     assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "
             "0.30 / 2.00 (15%) |") in text
-    assert "| gff | 2 | 32.00 | 0.9000 | - |" in text and "| vaeedof_hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
+    assert "| gff | 2 | 32.00 | 0.9000 | - |" in text
+    assert "| vaeedof_hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
     assert ("| photographic | 1 | 0 | -0.100 (-0.100) | 1 | 2 | 3.00 | 3.00 | 0.60 | 50% | 0.50 | 30.00 | "
             "29.50 | 22.00 |") in text
     assert main(["readme", *args, "--check"]) == 0

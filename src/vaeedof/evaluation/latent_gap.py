@@ -13,6 +13,7 @@ import numpy as np
 
 # Distance bins (px) from the nearest plane edge: [0, 8), [8, 16), ... , [64, inf).
 EDGE_BINS = (0, 8, 16, 32, 64)
+ORACLE_WINDOW = 7  # px: the neighbourhood over which the input selection oracle compares inputs
 
 
 def edge_distance(index: np.ndarray) -> np.ndarray:
@@ -37,6 +38,16 @@ def edge_bins(index: np.ndarray) -> np.ndarray:
 def bin_labels() -> list[str]:
     ends = [*EDGE_BINS[1:], None]
     return [f"{a}-{b} px" if b else f"{a}+ px" for a, b in zip(EDGE_BINS, ends, strict=True)]
+
+
+def input_selection_oracle(inputs: list[np.ndarray], gt: np.ndarray) -> np.ndarray:
+    """(H, W, 3) images -> at every pixel the input with the least squared error against the
+    ground truth over the ORACLE_WINDOW neighbourhood: the most a choice among the inputs' own
+    pixels gives."""
+    errors = np.stack([cv2.blur(((image - gt) ** 2).mean(axis=-1), (ORACLE_WINDOW, ORACLE_WINDOW))
+                       for image in inputs])
+    choice = errors.argmin(axis=0)[None, ..., None]
+    return np.take_along_axis(np.stack(inputs), choice, axis=0)[0]
 
 
 class GapAccumulator:
