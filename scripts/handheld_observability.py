@@ -109,7 +109,7 @@ def scene_rows(registered: Path, handheld: Path, split: str) -> tuple[list[dict]
     order = meta["focus_order"]
     truth = [np.linalg.inv(np.array(m)) for m in meta["handheld"]["transforms"]]  # frame(T p) = rendered(p)
     gt_grey = _grey(registered / layout.GT_FILE)
-    index = np.asarray(Image.open(registered / layout.INDEX_FILE))
+    index = layout.load_index(registered)
     height, width = index.shape
     moved = [_rgb(handheld / layout.focus_file(k)) for k in order]
     reference = (len(order) - 1) // 2

@@ -40,7 +40,7 @@ from vaeedof.evaluation.photo_stacks import (
     SUPERSAMPLE,
     depth_map,
     focus_frame,
-    held_out_photos,
+    held_out_crops,
     reduce,
     sharp_crop,
     to_uint8_tensor,
@@ -48,9 +48,9 @@ from vaeedof.evaluation.photo_stacks import (
 from vaeedof.fusion.align import align_stack, rescale_transform, warp
 from vaeedof.fusion.loader import choose_checkpoint, load_fuser
 from vaeedof.images import psnr
-from vaeedof.logs import progress
 
 CSV = Path("reports") / "handheld_photo_stacks.csv"
+STREAM = 43  # this script's random stream (scripts/photo_stacks.py uses 47)
 
 
 def make_stack(photo, rng: np.random.Generator, size: int, max_sigma: float, cfg: dict):
@@ -135,11 +135,9 @@ def main() -> None:
 
     fusers = {"gff": gff, f"vaeedof_hybrid ({model})": hybrid}
     rows = []
-    for index, (stem, photo) in enumerate(progress(held_out_photos(args.photos, params), desc="photographs")):
-        for crop in range(args.crops):
-            rng = np.random.default_rng([params["seed"], 43, index, crop])
-            rows += measure(f"{stem[:24]}-{crop}", *make_stack(photo, rng, args.size, args.max_sigma,
-                                                              params["evaluate"]["handheld"]), fusers)
+    for stack, photo, rng in held_out_crops(args.photos, params, args.crops, STREAM):
+        made = make_stack(photo, rng, args.size, args.max_sigma, params["evaluate"]["handheld"])
+        rows += measure(stack, *made, fusers)
     for line in photo_stacks_summary(rows):
         print(line)
     if args.record:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vaeedof import atomic
 from vaeedof.errors import VaeedofError
@@ -59,7 +58,7 @@ def main() -> None:
         scene = args.scenes / name
         raw_inputs, raw_gt = layout.load_tensors(scene)
         inputs, gt = [_hwc(image) for image in raw_inputs], _hwc(raw_gt)
-        bins = edge_bins(np.asarray(Image.open(scene / layout.INDEX_FILE)))
+        bins = edge_bins(layout.load_index(scene))
         gap.add_scene(bins)
         for method in METHODS:
             gap.add(method, bins, _hwc(read_image(args.fused / method / f"{name}.png")), gt)

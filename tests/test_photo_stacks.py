@@ -119,3 +119,34 @@ def test_the_input_selection_oracle_takes_each_region_from_the_input_that_holds_
     out = input_selection_oracle([left, right], gt)
     np.testing.assert_array_equal(out[:, :17], gt[:, :17])
     np.testing.assert_array_equal(out[:, 23:], gt[:, 23:])
+
+
+def test_held_out_crops_are_seeded_per_photograph_crop_and_stream(tmp_path):
+    params = {"seed": 5, "assets": {"photographic": {"test_photos": ["a", "b"]}}}
+    for stem in ("a", "b"):
+        Image.fromarray((_texture(40) * 255).astype(np.uint8)).save(tmp_path / f"{stem}.jpg")
+
+    def draws(crops, stream):
+        return {name: rng.random() for name, _, rng in ps.held_out_crops(tmp_path, params, crops, stream)}
+
+    two = draws(2, 43)
+    assert list(two) == ["a-0", "a-1", "b-0", "b-1"] and len(set(two.values())) == 4
+    assert draws(1, 43) == {k: v for k, v in two.items() if k.endswith("-0")}  # more crops, same first ones
+    assert not set(draws(2, 47).values()) & set(two.values())
+
+
+def test_a_band_without_error_is_infinite_and_a_missing_plane_index_is_named(tmp_path):
+    from vaeedof.errors import VaeedofError
+    from vaeedof.evaluation.latent_gap import GapAccumulator, edge_bins
+    from vaeedof.render import layout
+
+    bins = edge_bins(np.zeros((4, 4), np.uint8))
+    gap = GapAccumulator()
+    gap.add_scene(bins)
+    gap.add("exact", bins, np.zeros((4, 4, 3)), np.zeros((4, 4, 3)))
+    assert np.isinf(gap.rows("s")[-1]["psnr"]) and np.isnan(gap.rows("s")[0]["psnr"])
+    with pytest.raises(VaeedofError, match=r"index\.png: not found"):
+        layout.load_index(tmp_path)
+    (tmp_path / layout.INDEX_FILE).write_bytes(b"not a png")
+    with pytest.raises(VaeedofError, match=r"index\.png: unreadable plane index"):
+        layout.load_index(tmp_path)

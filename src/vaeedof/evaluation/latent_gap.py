@@ -71,10 +71,11 @@ class GapAccumulator:
         out = []
         for method, error in sorted(self.error.items()):
             for label, pixels, err, n in zip(bin_labels(), share, error, self.count, strict=True):
-                psnr = 10 * np.log10(n / err) if n and err > 0 else float("nan")
+                # no pixels in the band: nan; no error in it: inf
+                psnr = float("nan") if not n else float("inf") if err == 0 else 10 * np.log10(n / err)
                 out.append({"split": split, "method": method, "bin": label,
                             "pixel_share": round(float(pixels), 4), "psnr": round(float(psnr), 2),
-                            "error_share": round(float(err / error.sum()), 4)})
+                            "error_share": round(float(err / error.sum()) if error.sum() else 0.0, 4)})
         return out
 
 

@@ -24,6 +24,7 @@ import torch
 
 from ..assets.photographic import open_photo, sharpest_crop
 from ..errors import VaeedofError
+from ..logs import progress
 
 SUPERSAMPLE = 2
 DEPTH_LAYERS = 16
@@ -42,6 +43,15 @@ def held_out_photos(folder: Path, params: dict) -> list[tuple[str, object]]:
             raise VaeedofError(f"{path}: held-out photograph not found (assets.photographic.test_photos)")
         photos.append((stem, open_photo(path)))
     return photos
+
+
+def held_out_crops(folder: Path, params: dict, crops: int, stream: int):
+    """(name, photograph, rng) for `crops` stacks of every held-out photograph, each with its own
+    generator seeded by (seed, stream, photograph, crop): a script's stacks stay the same however
+    many it makes, and two scripts (other streams) draw different ones."""
+    for index, (stem, photo) in enumerate(progress(held_out_photos(folder, params), desc="photographs")):
+        for crop in range(crops):
+            yield f"{stem[:24]}-{crop}", photo, np.random.default_rng([params["seed"], stream, index, crop])
 
 
 def depth_map(size: int, rng: np.random.Generator) -> np.ndarray:

@@ -27,7 +27,7 @@ def scene_row(scene_dir: Path, tile: int) -> Image.Image:
     meta = layout.read_meta(scene_dir)
     names = layout.image_files(meta)
     tiles = [Image.open(scene_dir / n).convert("RGB") for n in names]
-    index = np.asarray(Image.open(scene_dir / layout.INDEX_FILE))
+    index = layout.load_index(scene_dir)
     tiles.append(Image.fromarray(colorize_index(index)))
     labels = [f"focus {meta['planes'][k]['distance_m']:.1f} m" for k in meta["focus_order"]]
     labels += ["GT (no DOF)", "plane index"]

@@ -52,6 +52,18 @@ def load_tensors(scene_dir: Path) -> tuple[list[torch.Tensor], torch.Tensor]:
     return inputs, gt
 
 
+def load_index(scene_dir: str | os.PathLike) -> np.ndarray:
+    """(H, W) uint8: the plane index of every pixel (255: no plane)."""
+    path = Path(scene_dir) / INDEX_FILE
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image)
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: not found (the scene is not rendered)") from None
+    except OSError as exc:
+        raise VaeedofError(f"{path}: unreadable plane index ({exc})") from None
+
+
 def load_uint8(scene_dir: Path) -> np.ndarray:
     """(inputs + 1, H, W, 3) uint8: the focus renders in focus order, then the GT."""
     names = image_files(read_meta(scene_dir))
