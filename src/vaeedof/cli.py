@@ -228,8 +228,9 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--format", default="png", choices=["png", "jpg", "tif"],
                    help="output format for a folder of stacks")
     p.add_argument("--align", default="auto", choices=ALIGN_MODES,
-                   help="register hand-held frames first; auto: only when they moved by more than "
-                   "0.1 px or their exposure differs by more than 1%%")
+                   help="register hand-held frames first; auto: only on motion of 2 px or more seen "
+                   "in detail sharp in both neighbouring frames (defocus can fake any other), and "
+                   "match a frame's exposure when it differs by 2%% or more; on: always register")
     p.add_argument("--motion", default="similarity", choices=MOTION_MODELS,
                    help="alignment motion model (similarity: shift, rotation, focus breathing)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,

@@ -16,9 +16,11 @@ exposure drift does not steer the fusion and defocus does not tint a frame. Bord
 pixels are filled by replicating the nearest valid pixel; the transforms JSON gives the box every
 frame covers, for those who prefer to crop.
 
-`auto` warps only when the largest estimated displacement exceeds 0.1 px; a stack that did not
-move still has its exposure matched when a frame's gain differs by 2 % or more (cameras re-meter
-between focus frames: MFFW), and is otherwise left untouched, bit for bit.
+`auto` warps only on evidence that defocus cannot fake (`evidence`: a consistent motion of 2 px
+or more in the blocks sharp in both neighbouring frames); without it the frames stay in place, bit
+for bit, with one line giving the apparent motion and `--align on` (which always registers). A
+stack that did not move still has its exposure matched when a frame's gain differs by 2 % or more
+(cameras re-meter between focus frames: MFFW).
 """
 
 from __future__ import annotations
@@ -33,15 +35,12 @@ from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import get_logger
 from .blocks import block_shifts
+from .evidence import PairEvidence, corner_shifts, neighbour_evidence
 from .exposure import frame_gains, thumbnail
 from .options import ALIGN_MODES as MODES
 from .options import MOTION_MODELS as MODELS
 
-MOTION_THRESHOLD_PX = 0.1
-# Registered renders show 0.02-0.12 px of apparent block shift (noise, defocus), up to 0.3 px
-# between frames with little detail in common; hand-held motion shows as pixels.
-REGISTERED_MEDIAN_PX = 0.35
-MIN_BLOCKS = 16
+MOTION_THRESHOLD_PX = 0.1  # a confirmed estimate smaller than this is not worth a resampling
 ESTIMATION_SIDE = 1024  # the finest pyramid level: sub-pixel there is a fraction of a pixel here
 MIN_SIDE = 32  # smaller frames hold too little to register (auto leaves them as they are)
 
@@ -180,11 +179,7 @@ def register_pair(reference: np.ndarray, moving: np.ndarray, model: str) -> np.n
 
 def _displacement(matrix: np.ndarray, height: int, width: int) -> float:
     """Largest displacement (px) of the image corners and centre under the transform."""
-    points = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1],
-                       [width / 2, height / 2, 1]], dtype=np.float64)
-    moved = points @ matrix.T
-    moved = moved[:, :2] / moved[:, 2:3]
-    return float(np.abs(moved - points[:, :2]).max())
+    return float(np.abs(corner_shifts(matrix, height, width)).max())
 
 
 def _chain(greys: list[np.ndarray], names: list[str], reference: int, model: str) -> list[np.ndarray]:
@@ -240,18 +235,11 @@ def _valid_box(transforms: list[np.ndarray], height: int, width: int) -> tuple[i
     return left, top, max(left, math.floor(x1)), max(top, math.floor(y1))
 
 
-def looks_registered(images: list[torch.Tensor]) -> bool:
-    """No sign of motion between any two neighbours: where both hold similar detail, blocks sit
-    where they are (median apparent shift under REGISTERED_MEDIAN_PX; pairs with too few such
-    blocks say nothing). Decided before any transform is fitted, so defocus differences, which
-    a fit can mistake for motion, never misalign a registered stack."""
-    greys = [_grey(image, ESTIMATION_SIDE)[0] for image in images]
-    block = _block_size(greys[0].shape)
-    for first, second in zip(greys, greys[1:], strict=False):
-        src, dst, _ = block_shifts(first, second, block, same_focus=True)
-        if len(src) >= MIN_BLOCKS and np.median(np.linalg.norm(dst - src, axis=1)) >= REGISTERED_MEDIAN_PX:
-            return False
-    return True
+def motion_evidence(images: list[torch.Tensor], names: list[str]) -> list[PairEvidence]:
+    """Per neighbour pair, the evidence of motion that defocus cannot fake (`evidence`)."""
+    shrunk = [_grey(image, ESTIMATION_SIDE) for image in images]
+    greys = [grey for grey, _ in shrunk]
+    return neighbour_evidence(greys, shrunk[0][1], _block_size(greys[0].shape), names)
 
 
 def _block_size(shape: tuple[int, int]) -> int:
@@ -323,9 +311,9 @@ def warp(images: list[torch.Tensor], transforms: list[np.ndarray]) -> list[torch
 def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto", model: str = "similarity",
                 strict: bool = False) -> tuple[list[torch.Tensor], Alignment | None]:
     """`off`: the frames as they are; `on`: aligned, or a one-line error naming the frame that
-    cannot be; `auto`: aligned only when they moved (a stack that did not has its exposure matched
-    when it changed); a stack that moved but cannot be aligned is fused as it is, with a warning
-    (an error with `strict`)."""
+    cannot be; `auto`: aligned only on evidence of motion (`motion_evidence`; a stack without it
+    has its exposure matched when that changed); a stack that moved but cannot be aligned is
+    fused as it is, with a warning (an error with `strict`)."""
     if mode not in MODES:
         raise VaeedofError(f"--align {mode!r}: expected one of {', '.join(MODES)}")
     if mode == "off" or len(images) < 2:
@@ -335,9 +323,12 @@ def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto"
             raise VaeedofError(f"{names[0]}: frames smaller than {MIN_SIDE} px cannot be aligned; "
                                "use --align off")
         return images, None
-    if mode == "auto" and looks_registered(images):
-        alignment = match_exposure(images)
-        return (apply(images, alignment), alignment) if needs_alignment(alignment) else (images, None)
+    if mode == "auto":
+        evidence = motion_evidence(images, names)
+        if not any(pair.confirmed for pair in evidence):
+            _log_unconfirmed(evidence)
+            alignment = match_exposure(images)
+            return (apply(images, alignment), alignment) if needs_alignment(alignment) else (images, None)
     try:
         alignment = estimate(images, names, model)
     except VaeedofError as exc:
@@ -350,3 +341,11 @@ def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto"
         alignment.applied = False
         return images, alignment
     return apply(images, alignment), alignment
+
+
+def _log_unconfirmed(evidence: list[PairEvidence]) -> None:
+    """One line: the apparent motion `auto` did not act on, and how to align anyway."""
+    largest = max(evidence, key=lambda pair: pair.apparent_px)
+    get_logger().info("alignment check: apparent motion up to %.2f px (%s to %s), not borne out by detail "
+                      "sharp in both frames (defocus moves what it blurs): frames left in place; "
+                      "--align on registers them", largest.apparent_px, *largest.names)

@@ -10,15 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-SAME_FOCUS = 0.5  # blocks compared only where the two frames hold similar detail
 
-
-def block_shifts(reference: np.ndarray, warped: np.ndarray, block: int, same_focus: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
+def block_shifts(reference: np.ndarray, warped: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Block centres c in the reference and where each block is found in `warped` (c + shift),
     by phase correlation: blind to gain, offset and (nearly) to defocus differences, which
     intensity-based registration reads as motion. Also the number of textured blocks tried.
-    `same_focus`: only blocks holding similar detail in both frames (no defocus difference).
     Rows of blocks run on a thread each core (OpenCV releases the GIL; same result, in order)."""
     import cv2
 
@@ -35,8 +31,6 @@ def block_shifts(reference: np.ndarray, warped: np.ndarray, block: int, same_foc
             # Contiguous copies: OpenCV's phaseCorrelate misreads strided views of larger arrays.
             a = np.ascontiguousarray(reference[y:y + block, x:x + block])
             b = np.ascontiguousarray(warped[y:y + block, x:x + block])
-            if same_focus and min(_detail(a), _detail(b)) < SAME_FOCUS * max(_detail(a), _detail(b)):
-                continue  # in focus in one frame only: its defocus would pass for motion
             tried += 1
             (dx, dy), response = cv2.phaseCorrelate(a, b, window)
             if response > 0.05 and abs(dx) < block / 4 and abs(dy) < block / 4:
@@ -65,8 +59,12 @@ def _textured(image: np.ndarray, block: int) -> np.ndarray:
     return mean_square - mean * mean >= 1e-6
 
 
-def _detail(block: np.ndarray) -> float:
-    """Fine detail of a block: mean squared Laplacian (defocus removes it)."""
+def detail_at(image: np.ndarray, block: int, centres: np.ndarray) -> np.ndarray:
+    """Fine detail of the blocks centred at `centres` (x, y): their mean squared Laplacian,
+    which defocus removes first."""
     import cv2
 
-    return float(np.mean(cv2.Laplacian(block, cv2.CV_32F) ** 2))
+    energy = cv2.blur(cv2.Laplacian(image, cv2.CV_32F) ** 2, (block, block))
+    x = np.clip(np.round(centres[:, 0]).astype(int), 0, image.shape[1] - 1)
+    y = np.clip(np.round(centres[:, 1]).astype(int), 0, image.shape[0] - 1)
+    return energy[y, x]
