@@ -23,12 +23,12 @@ BLOCK = re.compile(r"(<!-- reports:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /re
 HYBRID, LATENT, CEILING = "vaeedof_hybrid", "vaeedof", "vae_ceiling"
 
 
-def _rows(path: Path) -> list[dict]:
+def _rows(path: Path, maker: str = "the evaluation: snakemake --cores all") -> list[dict]:
     try:
         with open(path, newline="") as handle:
             return list(csv.DictReader(handle))
     except FileNotFoundError:
-        raise VaeedofError(f"{path}: not found (run the evaluation first: snakemake --cores all)") from None
+        raise VaeedofError(f"{path}: not found (run {maker} first)") from None
 
 
 def _metrics(reports: Path) -> dict:
@@ -246,8 +246,37 @@ def release_block() -> str:
     return body.replace("## ", "#### ").rstrip() + "\n"
 
 
-def blocks(reports: Path, benchmarks: Path) -> dict[str, callable]:
-    return {"table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
+def align_decisions_block(docs: Path) -> str:
+    """What `--align auto` decided on stacks whose motion is known (`scripts/align_decisions.py`
+    writes the CSV beside the document), and the thresholds it decided by."""
+    from ..fusion import evidence
+
+    rows = _rows(docs / "alignment-decisions.csv", "python scripts/align_decisions.py DATA")
+    lines = ["| set | motion | stacks | warped by `auto` | apparent motion, largest px | motion in blocks "
+             "sharp in both, largest px | aligner's corner error px, median (max) |",
+             "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(row["set"] for row in rows):
+        group = [row for row in rows if row["set"] == name]
+        warped = sum(int(row["warped"]) for row in group)
+        qualifying = [float(row["evidence_px"]) for row in group
+                      if int(row["sharp_blocks"]) >= evidence.MIN_BLOCKS
+                      and float(row["agreeing"]) >= evidence.AGREEING_SHARE]
+        errors = [float(row["error_px"]) for row in group if row["error_px"] not in ("", "nan")]
+        error = f"{statistics.median(errors):.3f} ({max(errors):.3f})" if errors else "-"
+        lines.append(f"| {name} | {group[0]['kind']} | {len(group)} | {warped} | "
+                     f"{max(float(row['apparent_px']) for row in group):.2f} | "
+                     f"{f'{max(qualifying):.2f}' if qualifying else '-'} | {error} |")
+    lines += ["", f"Thresholds (`vaeedof.fusion.evidence`): a block counts when both frames hold "
+              f"{evidence.SHARP_SHARE:.0%} of the stack's best detail there; a pair shows motion with "
+              f"{evidence.MIN_BLOCKS} such blocks or more, {evidence.AGREEING_SHARE:.0%} of them within "
+              f"{evidence.AGREEING_PX} px of one similarity, which moves a corner or the centre by "
+              f"{evidence.EVIDENT_MOTION_PX} px or more."]
+    return "\n".join(lines) + "\n"
+
+
+def blocks(reports: Path, benchmarks: Path, docs: Path = Path("docs")) -> dict[str, callable]:
+    return {"align-decisions": lambda: align_decisions_block(docs),
+            "table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
             "difficulty": lambda: difficulty_block(reports),
             "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
             "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports),
@@ -264,7 +293,7 @@ def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",
     """Regenerate every marked block; return the names of the blocks that changed. With
     `check`, write nothing and raise when any block is stale."""
     readme = Path(readme)
-    makers = blocks(Path(reports), Path(benchmarks))
+    makers = blocks(Path(reports), Path(benchmarks), readme.parent)
     text = readme.read_text()
     changed = []
 
