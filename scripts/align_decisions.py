@@ -1,7 +1,9 @@
 """What `--align auto` decides on stacks whose motion is known: registered ones (gt-stacks, the
 Lytro, MFFW and MFI-WHU pairs; any warp there is false), the hand-held pcb stack, the keyboard
-focal sweep, and hand-held copies of each gt-stack's far-focus frame (shifted 2-5 px, rotated
-0.3-1 degree, the middle copy in place; the motion is known, so the aligner's error is too).
+focal sweep, hand-held copies of each gt-stack's far-focus frame (shifted 2-5 px, rotated 0.3-1
+degree, the middle copy in place), and, given `--photos`, the stacks `handheld_photo_stacks.py`
+makes from the held-out photographs (a smooth depth map, so neighbours share sharp detail), both
+registered and moved. Where the motion is made here, the aligner's corner error is known too.
 
 Per stack: whether `auto` warped, the apparent motion (median block shift of the neighbour pair
 where it is largest: what a fit over every block reads as motion), and the evidence
@@ -9,7 +11,7 @@ where it is largest: what a fit over every block reads as motion), and the evide
 Writes docs/alignment-decisions.csv (atomically), from which `vaeedof readme docs/alignment.md`
 regenerates the table in docs/alignment.md; prints the rows. Asserts nothing.
 
-    python scripts/align_decisions.py ../shared/data
+    python scripts/align_decisions.py ../shared/data --photos ../shared/mirror/photos
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from handheld_photo_stacks import STREAM, make_stack  # this folder's script: the same stacks
 from PIL import Image
 
 from vaeedof import atomic
+from vaeedof import params as params_module
 from vaeedof.evaluation.handheld import corner_error
+from vaeedof.evaluation.photo_stacks import held_out_crops
 from vaeedof.fusion.align import align_stack, motion_evidence
 from vaeedof.fusion.evidence import AGREEING_SHARE, MIN_BLOCKS
 from vaeedof.fusion.files import expand_inputs, load_stack
@@ -86,9 +91,20 @@ def decide(frames: list[torch.Tensor], names: list[str]) -> dict:
             "agreeing": f"{closest.agreeing:.2f}", "seconds": f"{seconds:.2f}", "_alignment": alignment}
 
 
+def _error(row: dict, truth: list, size: tuple[int, int]) -> str:
+    """The largest corner error (px) of the frames' estimated transforms, when `auto` warped."""
+    if not row["warped"]:
+        return ""
+    estimated = row["_alignment"].transforms
+    return f"{max(corner_error(e, t, *size) for e, t in zip(estimated, truth, strict=True)):.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="the folder holding gt-stacks/ and real/")
+    parser.add_argument("--photos", type=Path, help="the held-out photographs (<stem>.jpg), as "
+                        "handheld_photo_stacks.py takes them")
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     rows = []
@@ -101,12 +117,18 @@ def main() -> None:
         source = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
         frames, truth = hand_held_copies(source, np.random.default_rng(index))
         row = decide(frames, ["a", "b", "c"])
-        height, width = source.shape[:2]
-        error = (max(corner_error(e, t, height, width) for e, t in zip(row["_alignment"].transforms, truth,
-                                                                           strict=True))
-                 if row["warped"] else float("nan"))
         rows.append({"set": f"hand-held copies ({path.parent.parent.name})", "stack": path.parent.name,
-                     "kind": "hand-held", "error_px": f"{error:.3f}", **row})
+                     "kind": "hand-held", "error_px": _error(row, truth, source.shape[:2]), **row})
+    if args.photos:
+        params = params_module.load(args.params)
+        for stack, photo, rng in held_out_crops(args.photos, params, 2, STREAM):
+            _, registered, moved, truth = make_stack(photo, rng, 512, 4.0, params["evaluate"]["handheld"])
+            names = [f"{stack}-{k}" for k in range(len(moved))]
+            rows.append({"set": "photo stacks, registered", "stack": stack, "kind": "registered",
+                         "error_px": "", **decide(registered, names)})
+            row = decide(moved, names)
+            rows.append({"set": "photo stacks, hand-held", "stack": stack, "kind": "hand-held",
+                         "error_px": _error(row, truth, moved[0].shape[-2:]), **row})
     for row in rows:
         row.pop("_alignment")
         print(" ".join(f"{key}={row[key]}" for key in COLUMNS), flush=True)
