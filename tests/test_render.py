@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaeedof import scenes
+from vaeedof import atomic, scenes
 from vaeedof.hashing import sha256_file
 
 from .conftest import tiny_params
@@ -69,7 +69,7 @@ def test_outputs_complete(dof_scene):
     spec, params, out = dof_scene
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"focus_{k}.png" for k in range(6)]
-                           + ["gt.png", "index.png", "scene.json", ".complete.json"])
+                           + ["gt.png", "index.png", "scene.json", ".complete.json", atomic.OWNER_FILE])
     meta = json.loads((out / "scene.json").read_text())
     assert meta["render"]["blender"].startswith("5.0")
     assert meta["render"]["device_used"] == "CPU"

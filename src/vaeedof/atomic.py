@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import VaeedofError
@@ -83,15 +83,52 @@ def save_image(image, dest: str | os.PathLike, **save_kwargs) -> None:
         image.save(tmp, **save_kwargs)
 
 
+OWNER_FILE = ".vaeedof-owner"  # inside every folder a stage writes: which stage may replace it
+
+
+def owner_of(folder: Path) -> str | None:
+    """The stage that wrote `folder` (its OWNER_FILE), or None."""
+    try:
+        return json.loads((folder / OWNER_FILE).read_text()).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_replaceable(dest: Path, stage: str, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """One line, before anything is written, when replacing `dest` could destroy what `stage` did
+    not write: `dest` is, holds or lies inside one of its inputs, or is a non-empty folder
+    without this stage's OWNER_FILE."""
+    resolved = dest.resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if resolved == source or source in resolved.parents or resolved in source.parents:
+            raise VaeedofError(f"{dest}: refused as the output folder, it would overwrite the input {source}")
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise VaeedofError(f"{dest}: exists and is not a folder; choose another output folder")
+    if dest.is_dir() and any(dest.iterdir()) and owner_of(dest) != stage:
+        raise VaeedofError(f"{dest}: not empty and not written by `vaeedof {stage}` (no {OWNER_FILE} of "
+                           "its inside); choose another output folder or empty this one yourself")
+
+
+def mark_owner(folder: Path, stage: str) -> None:
+    write_json(folder / OWNER_FILE, {"stage": stage})
+
+
 @contextlib.contextmanager
-def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary directory; it replaces `dest` only if the block succeeds."""
+def atomic_directory(dest: str | os.PathLike, stage: str, inputs: Iterable[str | os.PathLike] = ()
+                     ) -> Iterator[Path]:
+    """Yield an empty temporary directory; it replaces `dest` only if the block succeeds. `stage`
+    owns the result (OWNER_FILE); an existing `dest` is replaced only when `stage` wrote it, and
+    never when it is, holds or lies inside one of `inputs` (`check_replaceable`, before the block)."""
     dest = Path(dest)
+    check_replaceable(dest, stage, inputs)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
+        mark_owner(tmp, stage)
         yield tmp
         os.chmod(tmp, DIR_MODE)
+        check_replaceable(dest, stage)  # still ours: nothing else appeared there meanwhile
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

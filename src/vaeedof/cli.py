@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from . import atomic
 from . import params as params_mod
 from .assets.fetch import default_resources_dir
 from .devices import CHOICES as DEVICE_CHOICES
@@ -66,6 +68,7 @@ def cmd_contact_sheet(args) -> None:
 def cmd_patches(args) -> None:
     from .training import patches
 
+    atomic.check_replaceable(Path(args.out), patches.STAGE, [args.data])
     patches.extract(params_mod.from_args(args), args.data, args.out)
 
 
@@ -74,6 +77,7 @@ def cmd_latents(args) -> None:
     from .nets.vae import load_from_params
     from .training import latents
 
+    atomic.check_replaceable(Path(args.out), latents.STAGE, [args.patches])  # before the VAE loads
     params = params_mod.from_args(args)
     vae = load_from_params(params, args.resources).to(resolve_device(args.device))
     latents.build(vae, args.patches, args.out)
@@ -261,9 +265,48 @@ def _add_fusion_commands(sub) -> None:
     p.set_defaults(func=cmd_vae_check)
 
 
+# Arguments that name what a command reads or writes: `--log` must not append to any of them.
+PATH_ARGS = ("images", "data", "scene", "scenes_dir", "patches", "latents", "params", "checkpoint", "assets",
+             "stacks", "fused", "weights", "output", "out")
+
+
+# How image files start (PNG, JPEG, TIFF both byte orders, BMP, WebP's RIFF container).
+IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"RIFF")
+
+
+def _check_log_path(args) -> None:
+    """Refuse a log file that is an input, lies inside an input folder, or is an image (by its
+    name, or by its first bytes when it exists)."""
+    from .images import READ_SUFFIXES
+
+    if not args.log:
+        return
+    log = Path(args.log).resolve()
+    if log.suffix.lower() in READ_SUFFIXES:
+        raise VaeedofError(f"--log {args.log}: is an image file name; the log goes to a text file")
+    if log.is_file():
+        with open(log, "rb") as handle:
+            if handle.read(4).startswith(IMAGE_SIGNATURES):
+                raise VaeedofError(f"--log {args.log}: is an image; the log goes to a text file")
+    for name in PATH_ARGS:
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            source = Path(item).resolve()
+            if log == source or (source.is_dir() and source in log.parents):
+                raise VaeedofError(f"--log {args.log}: is or lies inside {item}, which the command reads or "
+                                   "writes; the log goes elsewhere")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _check_log_path(args)
+    except VaeedofError as exc:
+        print(f"vaeedof: error: {exc}", file=sys.stderr)
+        return 2
     setup_logging(args.log, args.verbose)
     try:
         args.func(args)

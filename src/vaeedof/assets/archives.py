@@ -43,10 +43,13 @@ def _place(target: Path, is_dir: bool, open_member, budget: list[int], archive: 
             out.write(chunk)
 
 
+EXTRACT_STAGE = "assets"  # the owner of the folders archives are extracted to (atomic.OWNER_FILE)
+
+
 def extract(archive: Path, dest: Path, max_bytes: int) -> Path:
     """Extract `archive` into `dest` (atomically: all or nothing) and return `dest`."""
     budget = [max_bytes]
-    with atomic.atomic_directory(dest) as tmp:
+    with atomic.atomic_directory(dest, EXTRACT_STAGE, [archive]) as tmp:
         if archive.name.lower().endswith(".zip"):
             _extract_zip(archive, tmp, budget)
         else:

@@ -18,7 +18,7 @@ from .. import atomic
 from ..errors import VaeedofError
 from ..hashing import sha256_file
 from ..logs import get_logger
-from .archives import extract, is_archive, walk_files
+from .archives import EXTRACT_STAGE, extract, is_archive, walk_files
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 FOREGROUND_DIRS = {"fg", "foreground", "image", "images", "original", "merged", "img"}
@@ -36,6 +36,8 @@ def materialise(source: str, resources_dir: Path, max_bytes: int) -> Path:
         stamp = dest / ".extracted-from"
         if not (stamp.exists() and stamp.read_text() == sha256_file(path)):
             get_logger().info("extracting %s", path)
+            if stamp.exists() and atomic.owner_of(dest) is None:
+                atomic.mark_owner(dest, EXTRACT_STAGE)  # extracted by an earlier version: ours to replace
             extract(path, dest, max_bytes)
             atomic.write_text(stamp, sha256_file(path))
         return dest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import atomic
 from .. import params as params_mod
 from ..errors import VaeedofError
 from ..fusion.options import ALIGN_MODES
@@ -28,8 +29,9 @@ def _fuser(args, params: dict):
 
 
 def cmd_infer(args) -> None:
-    from ..evaluation.infer import infer
+    from ..evaluation.infer import STAGE, infer
 
+    atomic.check_replaceable(Path(args.out), STAGE, [args.data])  # before the model loads
     infer(args.data, args.out, _fuser(args, params_mod.from_args(args)), args.align)
 
 

@@ -22,6 +22,8 @@ from .. import atomic
 from ..logs import progress
 from ..render import layout
 
+STAGE = "handheld"  # the owner of the hand-held split's folder (atomic.OWNER_FILE)
+
 
 def hand_held_transforms(count: int, size: tuple[int, int], rng: np.random.Generator,
                          max_scale: float, max_shift_px: float, max_rotation_deg: float) -> list[np.ndarray]:
@@ -53,7 +55,7 @@ def make_split(data_dir: str | os.PathLike, out_dir: str | os.PathLike, params: 
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     scenes = layout.rendered_scenes(data_dir)
-    with atomic.atomic_directory(out_dir) as tmp:
+    with atomic.atomic_directory(out_dir, STAGE, [data_dir]) as tmp:
         for index, scene in enumerate(progress(scenes, desc="hand-held")):
             meta = layout.read_meta(scene)
             rgb = [np.asarray(Image.open(scene / layout.focus_file(k)).convert("RGB"))

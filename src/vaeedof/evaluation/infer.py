@@ -22,6 +22,7 @@ from ..logs import get_logger, progress
 from ..render import layout
 from .baselines import fusion_methods
 
+STAGE = "infer"  # the owner of the fused folder (atomic.OWNER_FILE)
 CEILING = "vae_ceiling"
 LATENT_ORACLE = "latent_selection_oracle"
 
@@ -56,7 +57,7 @@ def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser, align:
         get_logger().warning("enfuse not installed: the enfuse baseline is skipped")
     scenes = test_scenes(data_dir)
     unaligned = []
-    with atomic.atomic_directory(out_dir) as tmp:
+    with atomic.atomic_directory(out_dir, STAGE, [data_dir]) as tmp:
         for scene_dir in progress(scenes, desc="infer"):
             inputs, gt = layout.load_tensors(scene_dir)
             try:

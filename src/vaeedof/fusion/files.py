@@ -17,6 +17,8 @@ from .align import align_stack
 from .engine import DEFAULT_TILE, Fuser
 from .vae_check import check_inputs
 
+ALIGN_STAGE = "align"  # the owner of `vaeedof align`'s output folder (atomic.OWNER_FILE)
+
 
 def expand_inputs(items: list[str]) -> list[Path]:
     """Files as given; folders as their images (sorted by name); glob patterns expanded."""
@@ -24,15 +26,15 @@ def expand_inputs(items: list[str]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in READ_SUFFIXES)
+            found = _images_in(path)
             if not found:
                 raise VaeedofError(f"{path}: folder holds no images")
             paths += found
         elif any(ch in item for ch in "*?[") and not path.exists():
-            matches = sorted(glob.glob(item))
+            matches = _frames([Path(m) for m in sorted(glob.glob(item))], item)
             if not matches:
                 raise VaeedofError(f"{item}: pattern matches no file")
-            paths += [Path(m) for m in matches]
+            paths += matches
         else:
             paths.append(path)
     if not paths:
@@ -72,14 +74,31 @@ def find_stacks(folders: list[str | os.PathLike], limit: int | None = None) -> l
     return stacks[:limit]
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
+def _images_in(folder: Path, report: bool = True) -> list[Path]:
+    return _frames(sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES), folder, report)
+
+
+def _frames(paths: list[Path], where, report: bool = True) -> list[Path]:
+    """The paths that can be frames: hidden files (an unfinished atomic write of ours,
+    `.NAME.XXXX.tmp.png`; a macOS resource file, `._NAME.png`) and empty files are skipped,
+    with one line saying which (`report`)."""
+    kept, skipped = [], []
+    for path in paths:
+        if path.name.startswith("."):
+            skipped.append(f"{path.name} (hidden)")
+        elif path.is_file() and path.stat().st_size == 0:
+            skipped.append(f"{path.name} (empty)")
+        else:
+            kept.append(path)
+    if skipped and report:
+        get_logger().info("%s: skipped %s", where, ", ".join(skipped))
+    return kept
 
 
 def is_folder_of_stacks(items: list[str]) -> bool:
     """One folder holding no images itself but sub-folders that do: many stacks at once."""
-    return (len(items) == 1 and Path(items[0]).is_dir() and not _images_in(Path(items[0]))
-            and any(sub.is_dir() and _images_in(sub) for sub in Path(items[0]).iterdir()))
+    return (len(items) == 1 and Path(items[0]).is_dir() and not _images_in(Path(items[0]), report=False)
+            and any(sub.is_dir() and _images_in(sub, report=False) for sub in Path(items[0]).iterdir()))
 
 
 def load_stack(paths: list[Path]) -> list[LoadedImage]:
@@ -150,20 +169,31 @@ def fuse_items(items: list[str], output: str | os.PathLike, open_fuser: Callable
 
 
 def write_aligned(loaded: list, out_dir, model: str = "similarity") -> list:
-    """`vaeedof align`: aligned frames as PNG (16-bit kept) plus transforms.json in out_dir."""
+    """`vaeedof align`: aligned frames as PNG (16-bit kept) plus transforms.json in out_dir. Every
+    output name is checked before anything is written: no two frames may share one, none may be an
+    input, and out_dir must be empty or written by `align` before."""
     from .. import atomic
     from ..images import as_float
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if len(loaded) < 2:
+        raise VaeedofError(f"{loaded[0].path}: one frame; aligning needs two or more")
+    targets = [out_dir / f"{image.path.stem}.png" for image in loaded]
+    inputs = {image.path.resolve(): image.path for image in loaded}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise VaeedofError(f"{target}: output would overwrite the input {inputs[target.resolve()]}; "
+                               "choose another -o folder")
+        clashes = [str(other.path) for other, t in zip(loaded, targets, strict=True) if t == target]
+        if len(clashes) > 1:
+            raise VaeedofError(f"{target}: {' and '.join(clashes)} would both be written there; "
+                               "rename one of them")
+    atomic.check_replaceable(out_dir, ALIGN_STAGE)
     names = [im.path.name for im in loaded]
     frames, alignment = align_stack([im.data for im in loaded], names, "on", model)
-    written = []
-    for image, frame in zip(loaded, frames, strict=True):
-        target = out_dir / f"{image.path.stem}.png"
-        if target.resolve() == image.path.resolve():
-            raise VaeedofError(f"{target}: output would overwrite its input; choose another -o folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.mark_owner(out_dir, ALIGN_STAGE)
+    for image, frame, target in zip(loaded, frames, targets, strict=True):
         save_image(as_float(frame), target, bits=image.bits, icc_profile=image.icc_profile)
-        written.append(target)
     atomic.write_json(out_dir / "transforms.json", alignment.as_json(names))
-    return written
+    return targets

@@ -43,6 +43,13 @@ def fingerprint(spec: dict, settings: dict) -> str:
 # A hidden copy of scene.json: Snakemake deletes a job's declared output (scene.json) before
 # rerunning it, and a scene whose renders are still current must not be rendered again.
 COMPLETE = ".complete.json"
+STAGE = "render"  # the owner of every scene folder it writes (atomic.OWNER_FILE)
+
+
+def rendered_here(folder: Path) -> bool:
+    """Whether `render` wrote `folder`: its owner file, or (folders rendered before owner files
+    existed) its completion record."""
+    return atomic.owner_of(folder) == STAGE or (folder / COMPLETE).is_file()
 
 
 def is_current(out_dir: Path, spec: dict, settings: dict) -> bool:
@@ -102,7 +109,9 @@ def render_scene(spec: dict, params: dict, out_dir: str | os.PathLike, threads: 
     images = [_verified(p["image"], p["sha256"], spec["scene_id"]) for p in planes]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    with atomic.atomic_directory(out_dir) as tmp, redirect_fds(blender_log):
+    if rendered_here(out_dir) and atomic.owner_of(out_dir) is None:
+        atomic.mark_owner(out_dir, STAGE)  # rendered by an earlier version: ours to replace
+    with atomic.atomic_directory(out_dir, STAGE) as tmp, redirect_fds(blender_log):
         bs.reset()
         device = bs.configure_render(settings["resolution"], settings["samples"],
                                      settings["denoise"], settings["device"], threads,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import scenes
 from ..logs import get_logger
-from .renderer import render_scene
+from .renderer import render_scene, rendered_here
 
 
 def render_split(params: dict, split: str, scenes_dir: str | os.PathLike, out: str | os.PathLike,
@@ -26,9 +26,10 @@ def render_split(params: dict, split: str, scenes_dir: str | os.PathLike, out: s
 
 
 def remove_stale(out: Path, keep: set[str]) -> None:
-    """Delete rendered scene folders whose scene is no longer part of the split."""
+    """Delete rendered scene folders whose scene is no longer part of the split: only folders
+    `render` wrote (`rendered_here`); anything else there is left alone."""
     if out.is_dir():
         for child in out.iterdir():
-            if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
+            if child.is_dir() and not child.is_symlink() and child.name not in keep and rendered_here(child):
                 get_logger().info("removing %s (no longer in the scene list)", child)
                 shutil.rmtree(child)

@@ -18,6 +18,8 @@ from .. import atomic
 from ..logs import get_logger, progress
 from .patches import read_manifest
 
+STAGE = "latents"  # the owner of the cache folder (atomic.OWNER_FILE)
+
 
 def _identity(vae, patches_manifest: dict) -> dict:
     return {"vae": vae.spec.name, "vae_checksums": vae.checksums,
@@ -47,13 +49,15 @@ def build(vae, patches_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     identity = _identity(vae, source)
     manifest_path = out_dir / "manifest.json"
     progress_path = out_dir / "progress.json"
+    atomic.check_replaceable(out_dir, STAGE, [patches_dir])
     if out_dir.exists():
         previous = json.loads(progress_path.read_text()) if progress_path.exists() else {}
-        if previous.get("identity") != identity:
+        if previous.get("identity") != identity and any(out_dir.iterdir()):
             log.info("%s: VAE or patches changed; rebuilding the latent cache", out_dir)
-            shutil.rmtree(out_dir)
+            shutil.rmtree(out_dir)  # ours: check_replaceable found the owner file
     done = json.loads(progress_path.read_text())["done"] if progress_path.exists() else []
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.mark_owner(out_dir, STAGE)
     shards = [shard for meta in source["splits"].values() for shard in meta["shards"]]
     for shard in progress(shards, desc="latents"):
         if shard["file"] in done and (out_dir / shard["file"]).exists():

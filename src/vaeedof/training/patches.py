@@ -18,6 +18,7 @@ from ..hashing import sha256_json
 from ..logs import get_logger, progress
 from ..render import layout
 
+STAGE = "patches"  # the owner of the patch folder (atomic.OWNER_FILE)
 PATCH_FORMAT = 1
 
 
@@ -81,7 +82,7 @@ def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLik
         get_logger().info("%s: up to date", out_dir)
         return existing
     manifest: dict = {"format": PATCH_FORMAT, "size": cfg["size"], "splits": {}, "source": source}
-    with atomic.atomic_directory(out_dir) as tmp:
+    with atomic.atomic_directory(out_dir, STAGE, [data_dir]) as tmp:
         for split, dirs in groups.items():
             writer = _ShardWriter(tmp, split, cfg["shard_size"])
             per_scene = cfg["per_scene"] if split == "train" else cfg["val_per_scene"]
