@@ -1,4 +1,5 @@
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,3 +39,24 @@ def asset_index(tmp_path, params, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     return load_index(build(params, "resources"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """An untrained (mean-selecting) model for the real TAEF2, hybrid head included."""
+    if not (SHARED_MIRROR / "taef2_encoder.pth").exists():
+        pytest.skip("no TAEF2 weights")
+    from safetensors.torch import save_file
+
+    from vaeedof.nets.unet import FusionUNet
+    from vaeedof.nets.vae import load_vae
+
+    root = tmp_path_factory.mktemp("model")
+    os.environ["VAEEDOF_ASSET_MIRROR"] = str(SHARED_MIRROR)
+    vae = load_vae("taef2", root / "resources")
+    model = FusionUNet(32, 7, (16, 32, 64), 2)
+    save_file(model.state_dict(), str(root / "m.safetensors"))
+    (root / "m.json").write_text(json.dumps({
+        "vae": "taef2", "vae_checksums": vae.checksums, "latent_channels": 32, "max_inputs": 7,
+        "widths": [16, 32, 64], "attention_heads": 2, "hybrid_trained": True, "hybrid_radius": 2}))
+    return root

@@ -1,5 +1,7 @@
 """Small synthetic multi-focus patch sets for training tests (no rendering, no VAE weights)."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -59,3 +61,38 @@ def make_latent_set(tmp_path, **kwargs):
     write_patch_set(patches, **kwargs)
     latents.build(random_vae(), patches, cache)
     return patches, cache
+
+
+def export_tiny_checkpoint(folder, **info_changes):
+    """A small random Fusion U-Net exported as `vaeedof train` does (weights and JSON), its JSON
+    changed by `info_changes` (a key given as None is left out); the VAE checksums are made up."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from vaeedof.nets.unet import FusionUNet
+
+    model = FusionUNet(32, 3, (8, 16, 32), 2)
+    weights = Path(folder) / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    info = {"vae": "taef2", "vae_checksums": {"encoder": "0" * 64, "decoder": "0" * 64},
+            "latent_channels": 32, "max_inputs": 3, "widths": [8, 16, 32], "attention_heads": 2}
+    info = {k: v for k, v in (info | info_changes).items() if v is not None}
+    weights.with_suffix(".json").write_text(json.dumps(info))
+    return weights
+
+
+def png_declaring(path, width: int, height: int):
+    """A PNG whose valid header declares width x height pixels, its data a few bytes: what an
+    input check must refuse from the header, before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+                     + chunk(b"IEND", b""))
+    return path

@@ -13,7 +13,7 @@ from vaeedof.fusion.engine import Fuser, group_stack, ramp, tile_starts
 from vaeedof.nets.unet import FusionUNet
 
 from .conftest import SHARED_MIRROR
-from .synthetic import random_vae
+from .synthetic import png_declaring, random_vae
 
 REAL = SHARED_MIRROR.parent / "data" / "real"
 needs_mirror = pytest.mark.skipif(not (SHARED_MIRROR / "taef2_encoder.pth").exists(),
@@ -108,23 +108,9 @@ def test_latent_mode_stays_latent_on_sides_not_multiple_of_64(monkeypatch):
 
 
 def _truncated_jpeg(path):
-    _png(path.with_suffix(".full.jpg"), (64, 48))
+    _png(path.with_suffix(".full.jpg"))  # the size of the other inputs: truncation is what fails
     data = path.with_suffix(".full.jpg").read_bytes()
     path.write_bytes(data[: len(data) // 2])
-
-
-def _bomb_png(path, side=100_000):
-    """A PNG whose header claims side x side pixels (its data is a few bytes)."""
-    import struct
-    import zlib
-
-    def chunk(kind, payload):
-        crc = struct.pack(">I", zlib.crc32(kind + payload))
-        return struct.pack(">I", len(payload)) + kind + payload + crc
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
-                     + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("case", ["none", "sizes", "corrupt", "empty", "format", "folder", "same",
@@ -145,7 +131,7 @@ def test_fuse_command_errors(tmp_path, capsys, case):
         "bomb": [a, str(tmp_path / "bomb.png"), "-o", out],
     }[case]
     _truncated_jpeg(tmp_path / "cut.jpg")
-    _bomb_png(tmp_path / "bomb.png")
+    png_declaring(tmp_path / "bomb.png", 100_000, 100_000)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (tmp_path / "empty.png").write_bytes(b"")
     before = (tmp_path / "a.png").read_bytes()
@@ -155,7 +141,7 @@ def test_fuse_command_errors(tmp_path, capsys, case):
     expected = {"none": "matches no file", "sizes": "c.png 41x30", "corrupt": "bad.jpg",
                 "empty": "empty file", "format": "unsupported output format",
                 "folder": "does not exist", "same": "one of the inputs", "checkpoint": "no trained model",
-                "truncated": "cut.jpg: unreadable or corrupt image (image file is truncated",
+                "truncated": "cut.jpg: corrupt image data (Premature end of JPEG file)",
                 "bomb": "bomb.png: 100000x100000 pixels exceeds the limit"}
     assert expected[case] in err[0]
     assert (tmp_path / "a.png").read_bytes() == before

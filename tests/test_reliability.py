@@ -28,7 +28,7 @@ from vaeedof.errors import VaeedofError
 from vaeedof.training import checkpoints, latents
 
 from .conftest import SHARED_MIRROR, tiny_params
-from .synthetic import make_latent_set, random_vae, write_patch_set
+from .synthetic import export_tiny_checkpoint, make_latent_set, random_vae, write_patch_set
 
 BIN = Path(sys.executable).parent
 CLOSED_PORT_URI = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -320,24 +320,10 @@ def test_training_checkpoint_with_code_is_refused_not_executed(tmp_path, monkeyp
     assert not (tmp_path / "PWNED").exists()
 
 
-def _export_tiny(tmp_path, **info_changes):
-    from safetensors.torch import save_file
-
-    from vaeedof.nets.unet import FusionUNet
-
-    model = FusionUNet(32, 3, (8, 16, 32), 2)
-    weights = tmp_path / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    info = {"vae": "taef2", "vae_checksums": {}, "latent_channels": 32, "max_inputs": 3,
-            "widths": [8, 16, 32], "attention_heads": 2} | info_changes
-    weights.with_suffix(".json").write_text(json.dumps(info))
-    return weights
-
-
 @pytest.mark.parametrize("case", ["garbage", "inputs", "vae"])
 def test_fuse_refuses_checkpoints_that_do_not_match(tmp_path, monkeypatch, capsys, case):
     monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
-    weights = _export_tiny(tmp_path, **({"max_inputs": 7} if case == "inputs" else {}))
+    weights = export_tiny_checkpoint(tmp_path, **({"max_inputs": 7} if case == "inputs" else {}))
     if case == "garbage":
         weights.write_bytes(b"\x00" * 100)
     if case == "vae" and not (SHARED_MIRROR / "taef2_encoder.pth").exists():
@@ -367,27 +353,6 @@ def test_not_an_image_with_an_image_extension(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # Inputs that are unusual but valid: fused, not refused
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """An untrained (mean-selecting) model for the real TAEF2, hybrid head included."""
-    if not (SHARED_MIRROR / "taef2_encoder.pth").exists():
-        pytest.skip("no TAEF2 weights")
-    from safetensors.torch import save_file
-
-    from vaeedof.nets.unet import FusionUNet
-    from vaeedof.nets.vae import load_vae
-
-    root = tmp_path_factory.mktemp("model")
-    os.environ["VAEEDOF_ASSET_MIRROR"] = str(SHARED_MIRROR)
-    vae = load_vae("taef2", root / "resources")
-    model = FusionUNet(32, 7, (16, 32, 64), 2)
-    save_file(model.state_dict(), str(root / "m.safetensors"))
-    (root / "m.json").write_text(json.dumps({
-        "vae": "taef2", "vae_checksums": vae.checksums, "latent_channels": 32, "max_inputs": 7,
-        "widths": [16, 32, 64], "attention_heads": 2, "hybrid_trained": True, "hybrid_radius": 2}))
-    return root
 
 
 def _variant_inputs(folder: Path, case: str) -> tuple[list[Path], tuple[int, int]]:

@@ -32,16 +32,21 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, dest)
+    except OSError as exc:  # a full disk, a read-only folder: named by the user's path, not ours
+        if exc.filename in (None, tmp_path and str(tmp_path), str(dest.parent)):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -144,5 +149,5 @@ def read_json(path: str | os.PathLike, missing_hint: str):
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise VaeedofError(f"{path}: not found ({missing_hint})") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VaeedofError(f"{path}: not valid JSON ({exc})") from None

@@ -4,6 +4,7 @@ thin calls of these."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -97,13 +98,17 @@ def cmd_train(args) -> None:
 
 
 def cmd_vae_check(args) -> None:
-    """The paper's deployment safeguard: how well the VAE reconstructs each input."""
+    """The paper's deployment safeguard: how well the VAE the model fuses through reconstructs
+    each input."""
+    from .devices import resolve_device
+    from .fusion.loader import checkpoint_vae, read_checkpoint
     from .fusion.vae_check import check_inputs
     from .images import read_image
-    from .nets.vae import load_from_params
 
+    device = resolve_device(args.device)
     params = params_mod.load_or_defaults(args.params)
-    vae = load_from_params(params, args.resources)
+    weights, _, info = read_checkpoint(args.checkpoint)
+    vae = checkpoint_vae(weights, info, args.resources, params["assets"]["mirrors"]).to(device)
     scores = check_inputs(vae, [(path, read_image(path)) for path in args.images], args.warn_below)
     for path, value in zip(args.images, scores, strict=True):
         flag = "  LOW: fusion quality will be limited here" if value < args.warn_below else ""
@@ -111,9 +116,11 @@ def cmd_vae_check(args) -> None:
 
 
 def cmd_fuse(args) -> None:
+    from .devices import resolve_device
     from .fusion import files
     from .fusion.loader import load_fuser
 
+    resolve_device(args.device)  # before any input is read
     params = params_mod.load_or_defaults(args.params)
 
     def open_fuser():
@@ -129,7 +136,10 @@ def cmd_fuse(args) -> None:
 def cmd_align(args) -> None:
     from .fusion.files import expand_inputs, load_stack, write_aligned
 
-    written = write_aligned(load_stack(expand_inputs(args.images)), args.output, args.motion)
+    paths = expand_inputs(args.images)
+    if len(paths) < 2:
+        raise VaeedofError(f"{paths[0]}: one frame; aligning needs two or more")
+    written = write_aligned(load_stack(paths), args.output, args.motion)
     get_logger().info("aligned %d frames into %s (transforms.json beside them)", len(written), args.output)
 
 
@@ -147,8 +157,44 @@ def _add_tracking_arg(p: argparse.ArgumentParser) -> None:
                    "otherwise checked before any work and a failure stops the command)")
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return value
+
+
+def tile_side(text: str) -> int:
+    from .fusion.engine import TILE_MULTIPLE
+
+    value = int(text) if text.isascii() and text.isdigit() else 0
+    if value < 1 or value % TILE_MULTIPLE:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive multiple of {TILE_MULTIPLE}")
+    return value
+
+
+def finite_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaeedof", description=__doc__)
+    parser = Parser(prog="vaeedof", description=__doc__)
     # Snakemake sets VAEEDOF_PARAMS to the effective parameters (--configfile/--config applied).
     parser.add_argument("--params", default=params_mod.default_params_path(),
                         help="parameter file (default: $VAEEDOF_PARAMS, else params.yaml)")
@@ -186,7 +232,7 @@ def _add_dataset_commands(sub) -> None:
     target.add_argument("--split", choices=["train", "test"], help="every scene of a split")
     p.add_argument("--scenes-dir", default="data/scenes")
     p.add_argument("--out", required=True, help="scene directory (--scene) or split directory")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--blender-log", help="file for Blender's console output")
     p.add_argument("--force", action="store_true", help="render even if up to date")
     p.set_defaults(func=cmd_render)
@@ -217,7 +263,7 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--resources", default="resources")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     _add_tracking_arg(p)
-    p.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is kept)")
+    p.add_argument("--stop-at", type=positive_int, help="stop after this step (a checkpoint is kept)")
     p.add_argument("--nproc", help="processes on this node: a number or 'auto' (GPUs, else 2 on "
                    "CPU); re-executes under torchrun. Leave out when torchrun already started it")
     p.set_defaults(func=cmd_train)
@@ -241,9 +287,9 @@ def _add_fusion_commands(sub) -> None:
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
     _add_model_args(p)
-    p.add_argument("--tile", type=int, help="tile side in pixels, a multiple of 64 (default: "
+    p.add_argument("--tile", type=tile_side, help="tile side in pixels, a multiple of 64 (default: "
                    "infer.tile in params)")
-    p.add_argument("--vae-check-db", type=float, default=VAE_CHECK_DB,
+    p.add_argument("--vae-check-db", type=finite_number, default=VAE_CHECK_DB,
                    help="warn about inputs the VAE reconstructs below this PSNR")
     p.add_argument("--no-vae-check", action="store_true", help="skip the reconstruction check")
     p.add_argument("--mode", choices=OUTPUT_MODES,
@@ -258,10 +304,11 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--motion", default="similarity", choices=MOTION_MODELS)
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("vae-check", help="print each image's VAE reconstruction PSNR")
+    p = sub.add_parser("vae-check", help="print each image's reconstruction PSNR through the VAE the "
+                       "model fuses through")
     p.add_argument("images", nargs="+")
-    p.add_argument("--resources", default=default_resources_dir())
-    p.add_argument("--warn-below", type=float, default=VAE_CHECK_DB, help="warn under this PSNR (dB)")
+    _add_model_args(p)
+    p.add_argument("--warn-below", type=finite_number, default=VAE_CHECK_DB, help="warn under this PSNR (dB)")
     p.set_defaults(func=cmd_vae_check)
 
 

@@ -24,6 +24,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise VaeedofError(f"device {name!r}: expected one of {', '.join(CHOICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise VaeedofError("device cuda: CUDA is not available on this machine (use --device cpu)")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise VaeedofError("device mps: Apple's MPS is not available in this build or on this "
+                               "machine (use --device cpu)")
     return torch.device(name)
 
 

@@ -8,16 +8,23 @@ error naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import struct
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from . import atomic
 from .errors import VaeedofError
+from .logs import get_logger
 
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 # Bound on one input's pixels (16384^2): larger headers are refused before any decoding.
@@ -49,28 +56,75 @@ def as_float(image: torch.Tensor) -> torch.Tensor:
     return image.float() / 255 if image.dtype == torch.uint8 else image.float()
 
 
-def _open(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.load()
-        return ImageOps.exif_transpose(image)
+# What libjpeg and libpng print, without failing, for damaged data: for an input it is an error.
+CORRUPTION_MESSAGES = re.compile(r"Corrupt JPEG data|Premature end of JPEG|Invalid JPEG|Bogus|"
+                                 r"libpng error|CRC error|Not a JPEG")
+
+
+@contextlib.contextmanager
+def _decoder_messages() -> Iterator[list[str]]:
+    """What C decoders write to the process's stderr meanwhile (Python cannot redirect it), as
+    lines; passed on to stderr afterwards unless they name corruption."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (a daemon): nothing to read the messages from
+        yield lines
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines += capture.read().decode(errors="replace").splitlines()
 
 
 def _decode(path: Path) -> np.ndarray:
     """Pixels at their stored depth (uint8 or uint16), RGB(A) or grey, EXIF orientation not yet
-    applied. OpenCV keeps 16-bit colour, which Pillow reduces to 8 bits."""
+    applied. OpenCV keeps 16-bit colour, which Pillow reduces to 8 bits. Decoder warnings about
+    damaged data stop with the file named."""
     import cv2
 
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    with _decoder_messages() as messages:
+        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    damage = [line.strip() for line in messages if CORRUPTION_MESSAGES.search(line)]
+    if damage:
+        raise VaeedofError(f"{path}: corrupt image data ({damage[0]})")
+    for line in messages:
+        print(line, file=sys.stderr)
     if array is None:
-        return np.asarray(_open(path).convert("RGB"))  # formats OpenCV lacks; Pillow rotated it
+        with Image.open(path) as image:  # formats OpenCV lacks (GIF); oriented by the caller
+            return np.array(image.convert("RGB"))
     if array.ndim == 3:
         array = array[..., [2, 1, 0, 3][: array.shape[2]]]  # BGR(A) -> RGB(A)
     return array
 
 
-def _orient(array: np.ndarray, image: Image.Image) -> np.ndarray:
-    """Apply the EXIF orientation tag (1-8) to an array decoded without it."""
-    orientation = image.getexif().get(0x0112, 1)
+def _orientation(path: Path, header: Image.Image) -> int:
+    """The EXIF orientation tag (1-8), from the header: Pillow finds a PNG's eXIf chunk by
+    decoding the whole image, so PNG chunks are walked here instead."""
+    if header.format != "PNG":
+        return header.getexif().get(0x0112, 1)
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        while len(chunk := handle.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", chunk)
+            if kind == b"eXIf":
+                exif = Image.Exif()
+                exif.load(handle.read(length))
+                return exif.get(0x0112, 1)
+            if kind in (b"IEND", b""):
+                break
+            handle.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return 1
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply the EXIF orientation (1-8) to an array decoded without it."""
     ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
            5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
            7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
@@ -79,7 +133,7 @@ def _orient(array: np.ndarray, image: Image.Image) -> np.ndarray:
 
 def _open_header(path: Path) -> Image.Image:
     """Open for metadata with our own pixel bound (Pillow's bomb check, which ends in a
-    traceback, is replaced by it), and catch truncation that libjpeg only warns about."""
+    traceback, is replaced by it); nothing is decoded."""
     saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -91,19 +145,14 @@ def _open_header(path: Path) -> Image.Image:
         header.close()
         raise VaeedofError(f"{path}: {width}x{height} pixels exceeds the limit of "
                            f"{MAX_INPUT_PIXELS:,} pixels per input")
-    if header.format in ("JPEG", "MPO"):
-        # OpenCV fills a truncated JPEG with grey and only prints a warning; Pillow raises.
-        with Image.open(path) as full:
-            full.load()
     return header
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    path = Path(path)
+@contextlib.contextmanager
+def _named_errors(path: Path) -> Iterator[None]:
+    """Every failure to read `path` as one line naming it."""
     try:
-        with _open_header(path) as header:  # metadata: orientation, ICC profile
-            icc = header.info.get("icc_profile")
-            array = _orient(_decode(path), header)
+        yield
     except FileNotFoundError:
         raise VaeedofError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -111,6 +160,26 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = "empty file" if path.exists() and path.stat().st_size == 0 else str(exc)
         raise VaeedofError(f"{path}: unreadable or corrupt image ({reason})") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) as the image is shown (EXIF orientation applied), from its header alone:
+    stacks are compared before any frame is decoded."""
+    path = Path(path)
+    with _named_errors(path), _open_header(path) as header:
+        width, height = header.size
+        turned = _orientation(path, header) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    path = Path(path)
+    with _named_errors(path), _open_header(path) as header:  # metadata: orientation, ICC profile
+        pages = getattr(header, "n_frames", 1)
+        if pages > 1 and header.format != "MPO":  # (an MPO's second page is its preview)
+            get_logger().warning("%s: holds %d pages; only the first is used", path, pages)
+        icc = header.info.get("icc_profile")
+        array = _orient(_decode(path), _orientation(path, header))
     bits = 16 if array.dtype == np.uint16 else 8
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=-1)
@@ -143,7 +212,11 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def check_output_path(path: str | os.PathLike, inputs: list[Path]) -> Path:
+    """An output file name that can be written, checked before any work: a folder, an unknown
+    format, an input, a missing or read-only folder are each one line naming `path`."""
     path = Path(path)
+    if path.is_dir():
+        raise VaeedofError(f"{path}: is a folder; name the output file (e.g. {path / 'fused.png'})")
     if path.suffix.lower() not in WRITE_SUFFIXES:
         raise VaeedofError(f"{path}: unsupported output format (use .png, .jpg or .tif)")
     if not path.parent.is_dir():
@@ -151,6 +224,12 @@ def check_output_path(path: str | os.PathLike, inputs: list[Path]) -> Path:
     resolved = path.resolve()
     if any(resolved == Path(p).resolve() for p in inputs):
         raise VaeedofError(f"{path}: output path is one of the inputs; refusing to overwrite it")
+    try:  # the atomic write's first step, undone
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise VaeedofError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     return path
 
 
@@ -181,7 +260,6 @@ def save_image(pixels: torch.Tensor, path: str | os.PathLike, bits: int = 8,
 
 
 def _save_png16(data: np.ndarray, path: Path, icc_profile: bytes | None) -> None:
-    import struct
     import zlib
 
     def chunk(kind: bytes, payload: bytes) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import reprlib
 from importlib import resources
 from pathlib import Path
 
@@ -57,16 +58,22 @@ def validate(params: dict, source: str = "params.yaml") -> dict:
     """Return params with defaults filled in, or raise VaeedofError naming the offending key."""
     if not isinstance(params, dict):
         raise VaeedofError(f"{source}: expected a mapping of parameters, got {type(params).__name__}")
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = min(errors, key=lambda e: len(e.absolute_path))
-        raise VaeedofError(f"{source}: key '{_key_path(error)}': {error.message}")
+    check_schema(params, schema(), source)
     merged = _merge(schema_defaults(), params)
-    for error in validator.iter_errors(merged):
-        raise VaeedofError(f"{source}: key '{_key_path(error)}': {error.message}")
+    check_schema(merged, schema(), source)
     _check_ranges(merged, source)
     return merged
+
+
+def check_schema(obj, rules: dict, source: str) -> None:
+    """One line naming the outermost offending key of `obj` under the JSON Schema `rules`."""
+    errors = list(jsonschema.Draft202012Validator(rules).iter_errors(obj))
+    if errors:
+        error = min(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+        message = error.message
+        if error.validator == "type":  # jsonschema quotes the whole value, however long
+            message = f"{reprlib.repr(error.instance)} is not of type {error.validator_value!r}"
+        raise VaeedofError(f"{source}: key '{_key_path(error)}': {message}")
 
 
 def _check_ranges(params: dict, source: str) -> None:
@@ -109,7 +116,7 @@ def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = 
         raise VaeedofError(f"{path}: parameter file not found") from None
     except yaml.YAMLError as exc:
         raise VaeedofError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    for item in overrides or []:
+    for item in (overrides or []) if isinstance(raw, dict) else []:  # validate names a non-mapping file
         key, sep, value = item.partition("=")
         if not sep:
             raise VaeedofError(f"override '{item}': expected key=value")
@@ -130,8 +137,10 @@ def _parse_value(text: str):
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:
     parts = dotted.split(".")
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise VaeedofError(f"--set {dotted}: '{'.'.join(parts[:depth + 1])}' is a value, not a section")
     tree[parts[-1]] = value
 
 

@@ -3,15 +3,23 @@ no absolute paths, no `..`, no links or special files, a bound on the expanded s
 
 from __future__ import annotations
 
+import lzma
 import os
 import tarfile
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from .. import atomic
 from ..errors import VaeedofError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+# What damaged archive data raises while it is read (a size or checksum that lies, a cut-off
+# stream); errors writing the extracted files stay OSErrors naming those files.
+DAMAGE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
 
 
 def is_archive(path: Path) -> bool:
@@ -36,11 +44,23 @@ def _place(target: Path, is_dir: bool, open_member, budget: list[int], archive: 
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     with open_member() as source, open(target, "wb") as out:
-        while chunk := source.read(1 << 20):
+        for chunk in _chunks(source, archive, name):
             budget[0] -= len(chunk)
             if budget[0] < 0:
                 raise VaeedofError(f"{archive}: refused, expands beyond the size bound at '{name}'")
             out.write(chunk)
+
+
+def _chunks(source, archive: Path, name: str) -> Iterator[bytes]:
+    """A member's bytes; a read error is the archive's damage (gzip and bz2 raise OSError)."""
+    while True:
+        try:
+            chunk = source.read(1 << 20)
+        except (OSError, *DAMAGE) as exc:
+            raise VaeedofError(f"{archive}: damaged archive at '{name}' ({exc})") from None
+        if not chunk:
+            return
+        yield chunk
 
 
 EXTRACT_STAGE = "assets"  # the owner of the folders archives are extracted to (atomic.OWNER_FILE)
@@ -50,10 +70,13 @@ def extract(archive: Path, dest: Path, max_bytes: int) -> Path:
     """Extract `archive` into `dest` (atomically: all or nothing) and return `dest`."""
     budget = [max_bytes]
     with atomic.atomic_directory(dest, EXTRACT_STAGE, [archive]) as tmp:
-        if archive.name.lower().endswith(".zip"):
-            _extract_zip(archive, tmp, budget)
-        else:
-            _extract_tar(archive, tmp, budget)
+        try:
+            if archive.name.lower().endswith(".zip"):
+                _extract_zip(archive, tmp, budget)
+            else:
+                _extract_tar(archive, tmp, budget)
+        except DAMAGE as exc:
+            raise VaeedofError(f"{archive}: damaged archive ({exc or type(exc).__name__})") from None
     return dest
 
 

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from ..errors import VaeedofError
-from ..images import READ_SUFFIXES, LoadedImage, check_output_path, load_image, save_image
+from ..images import READ_SUFFIXES, LoadedImage, check_output_path, image_size, load_image, save_image
 from ..logs import get_logger, progress
 from .align import align_stack
 from .engine import DEFAULT_TILE, Fuser
@@ -68,9 +69,13 @@ def find_stacks(folders: list[str | os.PathLike], limit: int | None = None) -> l
         direct = _images_in(folder)
         if len(direct) >= 2:
             stacks.append((folder.name, direct))
-        else:
-            stacks += [(sub.name, images) for sub in sorted(folder.iterdir())
-                       if sub.is_dir() and len(images := _images_in(sub)) >= 2]
+            continue
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            images = _images_in(sub)
+            if len(images) >= 2:
+                stacks.append((sub.name, images))
+            elif images:
+                get_logger().warning("%s: skipped, one image (a stack needs two or more)", sub)
     return stacks[:limit]
 
 
@@ -101,11 +106,17 @@ def is_folder_of_stacks(items: list[str]) -> bool:
             and any(sub.is_dir() and _images_in(sub, report=False) for sub in Path(items[0]).iterdir()))
 
 
-def load_stack(paths: list[Path]) -> list[LoadedImage]:
-    loaded = [load_image(path) for path in paths]
-    if len({im.size for im in loaded}) > 1:
-        listing = ", ".join(f"{im.path.name} {im.size[0]}x{im.size[1]}" for im in loaded)
+def check_sizes(paths: list[Path]) -> None:
+    """Every frame the same size, from the headers alone (before anything is decoded)."""
+    sizes = [image_size(path) for path in paths]
+    if len(set(sizes)) > 1:
+        listing = ", ".join(f"{path.name} {w}x{h}" for path, (w, h) in zip(paths, sizes, strict=True))
         raise VaeedofError(f"input sizes differ: {listing}")
+
+
+def load_stack(paths: list[Path]) -> list[LoadedImage]:
+    check_sizes(paths)
+    loaded = [load_image(path) for path in paths]
     if len(loaded) == 1:
         get_logger().warning("%s: only one input; the result is its VAE-fused reconstruction", paths[0])
     return loaded
@@ -151,12 +162,34 @@ def fuse_folders(stacks: list[tuple[str, list[Path]]], out_dir: str | os.PathLik
     out_dir = Path(out_dir)
     if not stacks:
         raise VaeedofError("no focus stacks found")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VaeedofError(f"{out_dir}: is a file; a folder of stacks is fused into a folder")
+    for name, paths in stacks:  # every stack's headers before any work
+        with _naming_stack(name):
+            check_sizes(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [check_output_path(out_dir / f"{name}{suffix}", paths) for name, paths in stacks]
     fuser = open_fuser()
-    for (_, paths), target in progress(list(zip(stacks, targets, strict=True)), desc="stacks"):
-        write_fused(fuser, load_stack(paths), target, vae_check_db, align, motion)
+    failed = []
+    for (name, paths), target in progress(list(zip(stacks, targets, strict=True)), desc="stacks"):
+        try:
+            with _naming_stack(name):
+                write_fused(fuser, load_stack(paths), target, vae_check_db, align, motion)
+        except VaeedofError as exc:  # one damaged stack does not cost the others
+            get_logger().error("%s; the other stacks go on", exc)
+            failed.append(name)
+    if failed:
+        raise VaeedofError(f"{len(failed)} of {len(stacks)} stacks not fused ({', '.join(failed)}; "
+                           f"named above); the others are in {out_dir}")
     return targets
+
+
+@contextlib.contextmanager
+def _naming_stack(name: str) -> Iterator[None]:
+    try:
+        yield
+    except VaeedofError as exc:
+        raise VaeedofError(f"stack {name}: {exc}") from None
 
 
 def fuse_items(items: list[str], output: str | os.PathLike, open_fuser: Callable[[], Fuser],

@@ -11,6 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from .. import params as params_mod
 from ..devices import resolve_device
 from ..errors import VaeedofError
 from ..logs import get_logger
@@ -36,6 +37,93 @@ def choose_checkpoint(given: str | os.PathLike | None) -> tuple[Path, str]:
     return release_weights(), "the release model"
 
 
+# Bound on a checkpoint's network (the release model has 7 M parameters): a JSON describing a
+# larger one is refused before anything is allocated.
+MAX_PARAMETERS = 500_000_000
+
+
+def checkpoint_schema() -> dict:
+    """What a checkpoint's JSON must hold, as JSON Schema: the model and hybrid settings take their
+    rules from the parameter schema they were trained under."""
+    rules = params_mod.schema()["properties"]
+    model, fusion = rules["model"]["properties"], rules["fusion"]["properties"]
+    checksum = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    properties = {"latent_channels": {"type": "integer", "minimum": 1, "maximum": 1024},
+                  "max_inputs": model["max_inputs"], "widths": model["widths"],
+                  "attention_heads": model["attention_heads"], "vae": rules["vae"]["properties"]["name"],
+                  "vae_checksums": {"type": "object", "required": ["encoder", "decoder"],
+                                    "properties": {"encoder": checksum, "decoder": checksum}}}
+    properties |= {key: fusion[key] for key in HybridSettings.KEYS.values()}
+    return {"type": "object", "required": ["latent_channels", "max_inputs", "widths", "attention_heads",
+                                           "vae", "vae_checksums"], "properties": properties}
+
+
+def check_info(info, path: Path) -> dict:
+    """The checkpoint JSON, its types and ranges checked, or a one-line error naming the file."""
+    params_mod.check_schema(info, checkpoint_schema(), str(path))
+    if info["widths"][-1] % info["attention_heads"]:
+        raise VaeedofError(f"{path}: attention_heads {info['attention_heads']} does not divide the "
+                           f"last width {info['widths'][-1]}")
+    return info
+
+
+def read_checkpoint(checkpoint: str | os.PathLike | None) -> tuple[Path, str, dict]:
+    """The chosen weights (see choose_checkpoint), where the choice came from, and their JSON,
+    checked: nothing is built or loaded yet."""
+    weights, source = choose_checkpoint(checkpoint)
+    info_path = weights.with_suffix(".json")
+    if not weights.exists():
+        raise VaeedofError(f"{weights}: no trained model (train one with `snakemake --cores all`, "
+                           "or pass --checkpoint)")
+    try:
+        info = json.loads(info_path.read_text())
+    except FileNotFoundError:
+        raise VaeedofError(f"{info_path}: missing (exported beside the weights by `vaeedof train`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise VaeedofError(f"{info_path}: not a checkpoint's JSON ({exc})") from None
+    return weights, source, check_info(info, info_path)
+
+
+def _build_model(info: dict, state: dict, weights: Path) -> FusionUNet:
+    """The network the JSON describes, built first on torch's meta device (no memory) to bound its
+    size and compare its shapes with the weights: a JSON that lies allocates nothing."""
+    import torch
+
+    def build() -> FusionUNet:
+        return FusionUNet(info["latent_channels"], info["max_inputs"], tuple(info["widths"]),
+                          info["attention_heads"])
+
+    info_path = weights.with_suffix(".json")
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except ValueError as exc:  # e.g. a width the group norm cannot split
+        raise VaeedofError(f"{info_path}: describes no buildable network ({exc})") from None
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > MAX_PARAMETERS:
+        raise VaeedofError(f"{info_path}: describes a network of {count:,} parameters, "
+                           f"more than the bound of {MAX_PARAMETERS:,}")
+    shapes = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if shapes != found:
+        wrong = sorted(set(shapes) ^ set(found)) or [n for n in shapes if shapes[n] != found[n]]
+        raise VaeedofError(f"{weights}: does not match its JSON (first difference: {wrong[0]})")
+    model = build()
+    model.load_state_dict(state)
+    return model
+
+
+def checkpoint_vae(weights: Path, info: dict, resources_dir: str | os.PathLike,
+                   mirrors: list[str] | None):
+    """The frozen VAE the checkpoint was trained with, verified to be those very weights."""
+    from ..nets.vae import load_vae
+
+    vae = load_vae(info["vae"], resources_dir, mirrors)
+    if vae.checksums != info["vae_checksums"]:
+        raise VaeedofError(f"{weights}: trained with other {info['vae']} weights than the ones found")
+    return vae
+
+
 def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile: int | None = DEFAULT_TILE,
                resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
                mode: str = "latent", strict_mode: bool = True, precision: str = "auto") -> Fuser:
@@ -45,30 +133,14 @@ def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ..nets.vae import load_vae
-
-    weights, source = choose_checkpoint(checkpoint)
-    info_path = weights.with_suffix(".json")
-    if not weights.exists():
-        raise VaeedofError(f"{weights}: no trained model (train one with `snakemake --cores all`, "
-                           "or pass --checkpoint)")
-    try:
-        info = json.loads(info_path.read_text())
-        state = load_file(str(weights))
-    except FileNotFoundError:
-        raise VaeedofError(f"{info_path}: missing (exported beside the weights by `vaeedof train`)") from None
-    except (json.JSONDecodeError, SafetensorError, OSError) as exc:
-        raise VaeedofError(f"{weights}: not a fusion checkpoint ({exc})") from None
-    model = FusionUNet(info["latent_channels"], info["max_inputs"], tuple(info["widths"]),
-                       info["attention_heads"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise VaeedofError(f"{weights}: does not match its JSON ({str(exc).splitlines()[0]})") from None
-    vae = load_vae(info["vae"], resources_dir, mirrors)
-    if vae.checksums != info["vae_checksums"]:
-        raise VaeedofError(f"{weights}: trained with other {info['vae']} weights than the ones found")
     device = resolve_device(device)
+    weights, source, info = read_checkpoint(checkpoint)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise VaeedofError(f"{weights}: not a fusion checkpoint ({exc})") from None
+    model = _build_model(info, state, weights)
+    vae = checkpoint_vae(weights, info, resources_dir, mirrors)
     if mode == "hybrid" and not info.get("hybrid_trained"):
         if strict_mode:
             raise VaeedofError(f"{weights}: trained without the hybrid loss (train.hybrid_weight 0); "

@@ -24,7 +24,7 @@ def colorize_index(index: np.ndarray) -> np.ndarray:
 
 
 def scene_row(scene_dir: Path, tile: int) -> Image.Image:
-    meta = layout.read_meta(scene_dir)
+    meta = layout.read_meta(scene_dir, needs=("planes",))
     names = layout.image_files(meta)
     tiles = [Image.open(scene_dir / n).convert("RGB") for n in names]
     index = layout.load_index(scene_dir)

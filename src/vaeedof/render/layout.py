@@ -27,8 +27,24 @@ def focus_file(plane: int) -> str:
     return f"focus_{plane}.png"
 
 
-def read_meta(scene_dir: str | os.PathLike) -> dict:
-    return read_json(Path(scene_dir) / SCENE_FILE, "the scene is not rendered")
+# What readers take from a rendered scene's scene.json (the renderer writes these and more).
+META_KEYS = {"focus_order": list, "planes": list, "fingerprint": str}
+
+
+def read_meta(scene_dir: str | os.PathLike, needs: tuple[str, ...] = ("focus_order",)) -> dict:
+    """A rendered scene's scene.json, with the META_KEYS its reader `needs` checked."""
+    path = Path(scene_dir) / SCENE_FILE
+    meta = read_json(path, "the scene is not rendered")
+    if not isinstance(meta, dict):
+        raise VaeedofError(f"{path}: expected a JSON object; render the scene again")
+    for key in ("focus_order", *needs):
+        if not isinstance(meta.get(key), META_KEYS[key]):
+            raise VaeedofError(f"{path}: lacks {key!r} (a {META_KEYS[key].__name__}); render the scene again")
+    planes = len(meta["planes"]) if isinstance(meta.get("planes"), list) else float("inf")
+    if not all(isinstance(k, int) and 0 <= k < planes for k in meta["focus_order"]):
+        raise VaeedofError(f"{path}: focus_order {meta['focus_order']} does not index its planes; "
+                           "render the scene again")
+    return meta
 
 
 def image_files(meta: dict) -> list[str]:

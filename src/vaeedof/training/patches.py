@@ -76,7 +76,7 @@ def extract(params: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLik
     groups = {"train": scene_dirs[: len(scene_dirs) - cfg["val_scenes"]], "val": held_out}
     out_dir = Path(out_dir)
     source = sha256_json({"seed": params["seed"], "patches": cfg, "format": PATCH_FORMAT, "scenes": [
-        (d.name, layout.read_meta(d)["fingerprint"]) for d in scene_dirs]})
+        (d.name, layout.read_meta(d, needs=("fingerprint",))["fingerprint"]) for d in scene_dirs]})
     existing = out_dir / "manifest.json"
     if existing.exists() and json.loads(existing.read_text()).get("source") == source:
         get_logger().info("%s: up to date", out_dir)
