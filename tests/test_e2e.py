@@ -4,6 +4,7 @@ render or training redone), `dvc exp run -S` resumes training, MLflow runs can b
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -48,13 +49,20 @@ def project(tmp_path_factory):
                           yaml.safe_load((ROOT / "config/ci.yaml").read_text()))
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.environ["VAEEDOF_ASSET_MIRROR"] = MIRROR
+    # The copy's package runs, so its source files are both what DVC hashes and what Snakemake's
+    # stage table reads.
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(work / "src")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("VAEEDOF_PARAMS", None)
     _run(["git", "init", "-q"], work)
     _run(["git", "add", "-A"], work)
     _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"], work)
     _run(["snakemake", "--cores", "2"], work)
-    return work
+    yield work
+    os.environ.pop("PYTHONPATH")
+    if saved is not None:
+        os.environ["PYTHONPATH"] = saved
 
 
 def _mtimes(folder):
@@ -90,10 +98,18 @@ def test_changing_steps_reruns_only_training_and_after(project, tmp_path):
                             "all"}, planned
 
 
+def _dvc_changed(project) -> set[str]:
+    """The stages `dvc status` names as changed."""
+    out = _run(["dvc", "status"], project)
+    return {line.strip().rstrip(":") for line in out.splitlines() if re.match(r"^\w[\w@]*:$", line.strip())}
+
+
 def test_dvc_after_snakemake_redoes_no_render_or_training(project):
+    # Snakemake recorded what it built in dvc.lock: DVC finds every stage current and runs none.
+    assert _dvc_changed(project) == set()
     renders, checkpoints = _mtimes(project / "data/mattingmfif"), _mtimes(project / "models/checkpoints")
     out = _run(["dvc", "repro"], project)
-    assert "up to date" in out
+    assert "up to date" in out and "Running stage" not in out, out
     assert _mtimes(project / "data/mattingmfif") == renders
     assert _mtimes(project / "models/checkpoints") == checkpoints
     # ...and Snakemake finds nothing to redo after DVC rewrote and re-linked its outputs.
@@ -101,6 +117,33 @@ def test_dvc_after_snakemake_redoes_no_render_or_training(project):
     for command in (["dvc", "metrics", "show"], ["dvc", "params", "diff"], ["dvc", "plots", "show"]):
         _run(command, project)
     assert "PSNR" in _run(["dvc", "metrics", "show"], project)
+
+
+def test_editing_a_metrics_code_reruns_only_the_evaluation_stages(project):
+    metrics = project / "src/vaeedof/evaluation/metrics.py"
+    original = metrics.read_text()
+    metrics.write_text(original + "\n# an edit\n")
+    try:
+        planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n"], project))
+        assert set(planned) == {"evaluate", "evaluate_handheld", "all"}, planned
+        assert _dvc_changed(project) == {"evaluate", "evaluate_handheld"}
+    finally:
+        metrics.write_text(original)
+
+
+def test_changing_the_tile_reruns_inference_not_rendering_or_training(project):
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["infer"]["tile"] = 64
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n"], project))
+        assert set(planned) == {"infer", "infer_handheld", "throughput", "evaluate", "evaluate_handheld",
+                                "all"}, planned
+        assert _dvc_changed(project) == {"infer", "infer_handheld", "throughput"}  # the others follow them
+    finally:
+        params_file.write_text(original)
 
 
 def test_dvc_experiment_resumes_training(project):

@@ -35,7 +35,10 @@ def _planned_rules(output: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    work = tmp_path_factory.mktemp("project")
+    return _small_project(tmp_path_factory.mktemp("project"))
+
+
+def _small_project(work):
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(ROOT / name, work / name)
     for name in ("workflow", "profiles"):
@@ -76,6 +79,17 @@ def test_snakemake_then_dvc_agree(project):
     assert "up to date" in _run(["dvc", "status", "--with-deps", "contact_sheet"], project)
     # ...and Snakemake does not want to redo anything DVC touched.
     assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], project)
+
+
+def test_dvc_first_then_snakemake_finds_nothing_to_do(tmp_path):
+    """The reverse order, on a fresh project: `dvc repro` builds the dataset, then Snakemake
+    has nothing to do, and DVC stays clean."""
+    work = _small_project(tmp_path)
+    _run(["dvc", "repro", "contact_sheet"], work)
+    renders = _render_mtimes(work)
+    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], work)
+    assert "up to date" in _run(["dvc", "status", "--with-deps", "contact_sheet"], work)
+    assert _render_mtimes(work) == renders
 
 
 def test_dvc_checkout_relinking_does_not_trigger_snakemake(project):

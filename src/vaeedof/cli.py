@@ -4,12 +4,12 @@ thin calls of these."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from . import atomic
 from . import params as params_mod
+from .arguments import Parser, finite_number, positive_int, tile_side
 from .assets.fetch import default_resources_dir
 from .devices import CHOICES as DEVICE_CHOICES
 from .errors import VaeedofError
@@ -24,6 +24,22 @@ VAE_CHECK_DB = 27.0
 def cmd_check_params(args) -> None:
     params_mod.from_args(args)
     print(f"{args.params}: ok")
+
+
+def cmd_dvc_yaml(args) -> None:
+    from .stages import write_dvc_yaml
+
+    stale = write_dvc_yaml(args.out, args.check)
+    if stale and args.check:
+        raise VaeedofError(f"{args.out}: differs from the stage table (src/vaeedof/stages.py); "
+                           "regenerate it: vaeedof dvc-yaml")
+    print(f"{args.out}: " + ("written" if stale else "current"))
+
+
+def cmd_dvc_commit(args) -> None:
+    from .stages import commit_to_dvc
+
+    commit_to_dvc(params_mod.from_args(args), params_mod.load("params.yaml"))
 
 
 def cmd_assets(args) -> None:
@@ -157,42 +173,6 @@ def _add_tracking_arg(p: argparse.ArgumentParser) -> None:
                    "otherwise checked before any work and a failure stops the command)")
 
 
-class Parser(argparse.ArgumentParser):
-    """Usage mistakes in one line, like every other error."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
-    return value
-
-
-def tile_side(text: str) -> int:
-    from .fusion.engine import TILE_MULTIPLE
-
-    value = int(text) if text.isascii() and text.isdigit() else 0
-    if value < 1 or value % TILE_MULTIPLE:
-        raise argparse.ArgumentTypeError(f"{text}: must be a positive multiple of {TILE_MULTIPLE}")
-    return value
-
-
-def finite_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vaeedof", description=__doc__)
     # Snakemake sets VAEEDOF_PARAMS to the effective parameters (--configfile/--config applied).
@@ -213,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_dataset_commands(sub) -> None:
     p = sub.add_parser("check-params", help="validate the parameter file")
     p.set_defaults(func=cmd_check_params)
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (src/vaeedof/stages.py)")
+    p.add_argument("--out", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="change nothing; fail when the file is stale")
+    p.set_defaults(func=cmd_dvc_yaml)
+
+    p = sub.add_parser("dvc-commit", help="record in dvc.lock the stages whose outputs exist and were made "
+                       "with params.yaml's values (Snakemake runs it after a successful run)")
+    p.set_defaults(func=cmd_dvc_commit)
 
     p = sub.add_parser("assets", help="build the asset index; list, fetch or pin remote assets")
     p.add_argument("action", choices=["build", "list", "fetch", "pin"])

@@ -2,9 +2,7 @@ rule assets:
     output:
         index="resources/assets/index.json",
     params:
-        seed=config["seed"],
-        assets=asset_params(),
-        resolution=config["render"]["resolution"],
+        stage_params("assets"),
     log:
         "logs/assets/assets.log",
     benchmark:

@@ -1,6 +1,6 @@
 import sys
 
-from vaeedof.assets.build import used_settings
+from vaeedof import stages
 from vaeedof.errors import VaeedofError
 from vaeedof.params import validate, write_effective
 from vaeedof.scenes import SPLITS, scene_ids
@@ -24,21 +24,11 @@ EFFECTIVE_PARAMS = write_effective(config, ".snakemake/vaeedof")
 ENV = "../envs/vaeedof.yaml"
 
 
-def asset_params():
-    """What the generated assets depend on: the sources in use and their settings."""
-    return used_settings(config["assets"])
-
-
-def scene_sampling_params():
-    """What one scene's sampling depends on: not the scene counts; the render window, yes."""
-    sampling = {k: v for k, v in config["scenes"].items() if k not in SPLITS}
-    sampling["window"] = {k: config["render"][k] for k in ("resolution", "crop", "test_crop")}
-    return sampling
-
-
-def render_params():
-    """What one scene's render depends on: not the contact sheet settings."""
-    return {k: v for k, v in config["render"].items() if k != "contact_sheet_scenes"}
+def stage_params(name, per_job=False):
+    """A rule's params: the values of the parameter keys its stage reads and a hash of the code it
+    runs (the stage table, vaeedof.stages), so a change of either reruns it, as in DVC. A per-scene
+    job leaves out the scene counts, which only decide how many jobs there are."""
+    return {"values": stages.values(name, config, per_job=per_job), "code": stages.code_version(name)}
 
 
 def split_scene_ids(split):

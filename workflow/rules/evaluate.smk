@@ -6,7 +6,7 @@ rule infer:
     output:
         "data/fused/manifest.json",
     params:
-        infer=config["infer"],
+        stage_params("infer"),
     log:
         "logs/infer/infer.log",
     benchmark:
@@ -34,7 +34,7 @@ rule evaluate:
         difficulty_plot=report("reports/difficulty.png", caption="../report/difficulty.rst"),
         sheet=report("reports/contact_sheet_methods.png", caption="../report/methods.rst"),
     params:
-        evaluate=config["evaluate"],
+        stage_params("evaluate"),
     log:
         "logs/evaluate/evaluate.log",
     benchmark:
@@ -58,8 +58,7 @@ rule throughput:
         table="reports/throughput.csv",
         plot=report("reports/throughput.png", caption="../report/throughput.rst"),
     params:
-        size=config["evaluate"]["throughput_size"],
-        repeats=config["evaluate"]["throughput_repeats"],
+        stage_params("throughput"),
     log:
         "logs/throughput/throughput.log",
     benchmark:
@@ -81,8 +80,7 @@ rule real_sheet:
     output:
         report("reports/contact_sheet_real.png", caption="../report/real.rst"),
     params:
-        stacks=config["evaluate"]["real_stacks"],
-        limit=config["evaluate"]["real_stacks_max"],
+        stage_params("real_sheet"),
     log:
         "logs/real_sheet/real_sheet.log",
     benchmark:
@@ -104,8 +102,7 @@ rule handheld:
     output:
         "data/handheld/test/manifest.json",
     params:
-        seed=config["seed"],
-        handheld=config["evaluate"]["handheld"],
+        stage_params("handheld"),
     log:
         "logs/handheld/handheld.log",
     benchmark:
@@ -129,7 +126,7 @@ rule infer_handheld:
     output:
         "data/fused_handheld/manifest.json",
     params:
-        infer=config["infer"],
+        stage_params("infer_handheld"),
     log:
         "logs/infer_handheld/infer_handheld.log",
     benchmark:
@@ -155,7 +152,7 @@ rule evaluate_handheld:
         table="reports/handheld/table.md",
         per_image="reports/handheld/per_image.csv",
     params:
-        evaluate=config["evaluate"],
+        stage_params("evaluate_handheld"),
     log:
         "logs/evaluate_handheld/evaluate_handheld.log",
     benchmark:
@@ -178,7 +175,7 @@ rule real_metrics:
     output:
         "reports/real_metrics.csv",
     params:
-        stacks=config["evaluate"]["real_stacks"],
+        stage_params("real_metrics"),
     log:
         "logs/real_metrics/real_metrics.log",
     benchmark:

@@ -7,7 +7,7 @@ rule render:
         # before a rerun, and `vaeedof render` keeps renders whose fingerprint still matches.
         "data/mattingmfif/{split}/{scene_id}/scene.json",
     params:
-        render=render_params(),
+        stage_params("render"),
     log:
         "logs/render/{split}/{scene_id}.log",
     benchmark:
@@ -30,7 +30,7 @@ rule contact_sheet:
     input:
         contact_sheet_inputs,
     params:
-        scenes=config["render"]["contact_sheet_scenes"],
+        stage_params("contact_sheet"),
     output:
         report("reports/dataset/contact_sheet_{split}.png", caption="../report/dataset.rst"),
     log:

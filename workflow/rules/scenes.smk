@@ -9,8 +9,7 @@ rule scenes:
     output:
         "data/scenes/{split}/{scene_id}.json",
     params:
-        seed=config["seed"],
-        sampling=scene_sampling_params(),
+        stage_params("scenes", per_job=True),
     log:
         "logs/scenes/{split}/{scene_id}.log",
     benchmark:

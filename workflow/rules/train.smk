@@ -6,8 +6,7 @@ rule patches:
         # checksummed, so DVC re-linking the folder's files (new mtimes) triggers nothing.
         "data/patches/manifest.json",
     params:
-        seed=config["seed"],
-        patches=config["patches"],
+        stage_params("patches"),
     log:
         "logs/patches/patches.log",
     benchmark:
@@ -29,7 +28,7 @@ rule latents:
     output:
         "data/latents/manifest.json",
     params:
-        vae=config["vae"],
+        stage_params("latents"),
     log:
         "logs/latents/latents.log",
     benchmark:
@@ -53,14 +52,7 @@ rule train:
         weights="models/fusion_ema.safetensors",
         info="models/fusion_ema.json",
     params:
-        seed=config["seed"],
-        model=config["model"],
-        train=config["train"],
-        # The hybrid mix is trained with these settings.
-        hybrid_radius=config["fusion"]["hybrid_radius"],
-        hybrid_focus_weight=config["fusion"]["hybrid_focus_weight"],
-        hybrid_focus_floor=config["fusion"]["hybrid_focus_floor"],
-        hybrid_reblur_weight=config["fusion"]["hybrid_reblur_weight"],
+        stage_params("train"),
     log:
         "logs/train/train.log",
     benchmark:

@@ -127,11 +127,14 @@ def pin(asset: RemoteAsset, resources_dir: str | os.PathLike = "resources") -> s
     return sha256_file(dest)
 
 
+def torch_hub_dir() -> Path:
+    """Where pyiqa and torchvision look for learned metrics' weights."""
+    return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
+
+
 def install_metric_weights(asset: RemoteAsset, path: Path) -> Path:
     """Copy verified learned-metric weights where pyiqa/torchvision look for them (the torch hub
     cache), so the evaluation finds them without a download."""
-    from ..evaluation.metrics import torch_hub_dir
-
     target = torch_hub_dir() / asset.kind.split(":", 1)[1] / asset.filename
     with atomic.atomic_path(target) as tmp:
         shutil.copyfile(path, tmp)

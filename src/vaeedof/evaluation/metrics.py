@@ -9,10 +9,9 @@ cache: nothing is downloaded here.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
+
+from ..assets.fetch import torch_hub_dir
 
 # name -> (higher is better, minimum side in pixels)
 METRICS: dict[str, tuple[bool, int]] = {
@@ -27,10 +26,6 @@ _LEARNED = {
     "DISTS": ("dists", ["checkpoints/vgg16-397923af.pth", "pyiqa/DISTS_weights-f5e65c96.pth"]),
     "PieAPP": ("pieapp", ["pyiqa/PieAPPv0.1-0937b014.pth"]),
 }
-
-
-def torch_hub_dir() -> Path:
-    return Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
 
 
 def higher_is_better(name: str) -> bool:

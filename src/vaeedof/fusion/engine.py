@@ -38,9 +38,8 @@ from ..nets.vae import SCALE, pad_to_multiple
 from ..params import schema_defaults
 from . import vae_tiles
 from .options import OUTPUT_MODES as MODES
-from .options import PRECISIONS
+from .options import PRECISIONS, TILE_MULTIPLE
 
-TILE_MULTIPLE = 64
 DEFAULT_TILE = schema_defaults()["infer"]["tile"]
 
 

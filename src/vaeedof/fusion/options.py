@@ -5,3 +5,5 @@ OUTPUT_MODES = ("latent", "hybrid")  # latent: every pixel decoded (the paper); 
 PRECISIONS = ("auto", "fp32", "bf16")
 ALIGN_MODES = ("auto", "on", "off")
 MOTION_MODELS = ("similarity", "affine", "homography")
+# Tile sides (px) of tiled inference: the VAE's 8x times the U-Net's three 2x downsamplings.
+TILE_MULTIPLE = 64

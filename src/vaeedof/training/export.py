@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import atomic
+from .. import atomic, stages
 from ..hashing import sha256_file, sha256_json
 from ..nets.hybrid import HybridSettings
 
@@ -31,8 +31,7 @@ def export(ema, params: dict, latent_manifest: dict, out_dir: Path, step: int, r
         "patch_size": params["patches"]["size"],
         **HybridSettings.of(params["fusion"]).as_dict(),
         "hybrid_trained": params["train"]["hybrid_weight"] > 0,
-        "train_params_hash": sha256_json({k: params[k] for k in ("seed", "model", "train", "patches",
-                                                                  "vae")}),
+        "train_params_hash": sha256_json(stages.values("train", params)),
         "steps": step,
         "mlflow_run_id": run_id,
         "weights_sha256": sha256_file(weights),

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .. import stages
 from ..hashing import sha256_json
-from ..nets.hybrid import HybridSettings
 from . import checkpoints
 
 # Keys that do not change what is learned; any other change starts a fresh run.
@@ -18,11 +18,11 @@ _RUNTIME_KEYS = ("steps", "checkpoint_every", "keep_checkpoints", "val_every", "
 
 
 def run_key(params: dict, latent_identity: dict) -> str:
-    train = {k: v for k, v in params["train"].items() if k not in _RUNTIME_KEYS}
-    return sha256_json({"seed": params["seed"], "model": params["model"], "train": train,
-                        "patches": params["patches"], "vae": params["vae"],
-                        "hybrid": HybridSettings.of(params["fusion"]).as_dict(),
-                        "latents": latent_identity})[:12]
+    """The parameters the train stage reads (vaeedof.stages), less the runtime keys, and the
+    latents' identity."""
+    learned = stages.values("train", params)
+    learned["train"] = {k: v for k, v in learned["train"].items() if k not in _RUNTIME_KEYS}
+    return sha256_json({**learned, "latents": latent_identity})[:12]
 
 
 def restore(ckpt_dir: Path, model, ema, optimizer, scheduler) -> tuple[int, str | None, dict] | None:

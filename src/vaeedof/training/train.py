@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import atomic
+from .. import atomic, stages
 from ..errors import VaeedofError
 from ..logs import get_logger, progress
 from ..nets.hybrid import HybridSettings, compose
@@ -117,7 +117,7 @@ def _start_tracking(run: _Run, track: bool) -> Tracker:
         run_name=f"train-{run.ckpt_dir.name}",
         tags={"git_commit": git_commit(), "data_version": manifest["patches"][:12],
               "vae": manifest["vae"], "world_size": str(run.runtime.world_size), "kind": "train"},
-        params={k: params[k] for k in ("seed", "patches", "model", "train", "vae")},
+        params=stages.values("train", params),
         run_id=run.run_id) or run.run_id
     if run.runtime.is_main and not run.resumed and tracker.enabled:
         params_copy = run.out_dir / "params.used.yaml"
