@@ -346,3 +346,41 @@ def test_scene_json_without_what_readers_need(tmp_path, capsys, change):
                  "--out", str(tmp_path / "patches")])
     _one_line(capsys, code, f"{scene / 'scene.json'}: ")
     assert not (tmp_path / "patches").exists()
+
+
+# Minimal arguments per command: `--set` must be read (and the bad key named) before any of them
+# is looked at, or refused as meaningless for the command.
+COMMAND_ARGS = {"assets": ["build"], "render": ["--scene", "s.json", "--out", "o"],
+                "contact-sheet": ["--data", "d", "--out", "o.png"], "fuse": ["a.png", "-o", "o.png"],
+                "align": ["a.png", "-o", "o"], "vae-check": ["a.png"]}
+
+
+def _subcommands() -> list[str]:
+    from vaeedof.cli import build_parser
+
+    return sorted(next(a for a in build_parser()._actions if a.dest == "command").choices)
+
+
+@pytest.mark.parametrize("command", [*_subcommands(), "assets list"])
+@pytest.mark.parametrize("where", ["project", "elsewhere"])
+def test_set_is_read_or_refused_by_every_command(tmp_path, monkeypatch, capsys, command, where):
+    monkeypatch.chdir(tmp_path)
+    if where == "project":
+        (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    words = command.split()
+    args = words[1:] or COMMAND_ARGS.get(command, [])
+    try:
+        code = main(["--set", "nonexistent.key=1", words[0], *args])
+    except SystemExit as exited:  # argparse
+        code = exited.code
+    line = _one_line(capsys, code)
+    from vaeedof.cli import READS_NO_PARAMETERS
+
+    if command in READS_NO_PARAMETERS:
+        assert line.endswith(f"--set nonexistent.key=1: `vaeedof {command}` reads no parameters"), line
+    elif where == "project":  # the project's parameters, the override applied: the key refused
+        assert line.startswith("vaeedof: error: params.yaml: key '(top level)'") and "nonexistent" in line
+    elif command in ("fuse", "vae-check", "real-sheet", "real-metrics"):  # the defaults, overridden
+        assert line.startswith("vaeedof: error: --set: key '(top level)'") and "nonexistent" in line
+    else:  # a project's command, run outside one
+        assert line == "vaeedof: error: params.yaml: parameter file not found", line

@@ -99,3 +99,15 @@ def test_fuse_settings_outside_a_project_come_from_the_schema(tmp_path):
     settings = params_mod.load_or_defaults(tmp_path / "no-params.yaml")
     assert settings["infer"]["tile"] == params_mod.schema_defaults()["infer"]["tile"]
     assert settings["fusion"]["output"] == "hybrid" and settings["assets"]["mirrors"] == []
+
+
+def test_set_applies_to_a_project_file_and_to_the_defaults(tmp_path):
+    """`--set` reaches the commands that work outside a project (fuse, vae-check, real-sheet,
+    real-metrics) as well as those inside one."""
+    project = tmp_path / "params.yaml"
+    project.write_text((ROOT / "params.yaml").read_text())
+    for path in (project, tmp_path / "absent.yaml"):
+        loaded = params_mod.load_or_defaults(path, ["infer.tile=128", "fusion.output=latent"])
+        assert loaded["infer"]["tile"] == 128 and loaded["fusion"]["output"] == "latent"
+    with pytest.raises(VaeedofError, match="key 'infer.tile'"):
+        params_mod.load_or_defaults(tmp_path / "absent.yaml", ["infer.tile=100"])

@@ -122,7 +122,7 @@ def cmd_vae_check(args) -> None:
     from .images import read_image
 
     device = resolve_device(args.device)
-    params = params_mod.load_or_defaults(args.params)
+    params = params_mod.load_or_defaults(args.params, args.set)
     weights, _, info = read_checkpoint(args.checkpoint)
     vae = checkpoint_vae(weights, info, args.resources, params["assets"]["mirrors"]).to(device)
     scores = check_inputs(vae, [(path, read_image(path)) for path in args.images], args.warn_below)
@@ -137,7 +137,7 @@ def cmd_fuse(args) -> None:
     from .fusion.loader import load_fuser
 
     resolve_device(args.device)  # before any input is read
-    params = params_mod.load_or_defaults(args.params)
+    params = params_mod.load_or_defaults(args.params, args.set)
 
     def open_fuser():
         mode = args.mode or params["fusion"]["output"]  # a mode from params falls back to latent
@@ -335,10 +335,21 @@ def _check_log_path(args) -> None:
                                    "writes; the log goes elsewhere")
 
 
+# Commands that read no parameters: `--set` given to them is refused, never silently ignored.
+READS_NO_PARAMETERS = ("align", "dvc-yaml", "runs", "readme", "assets list")
+
+
+def _check_overrides(args) -> None:
+    command = f"{args.command} {args.action}" if args.command == "assets" else args.command
+    if args.set and command in READS_NO_PARAMETERS:
+        raise VaeedofError(f"--set {args.set[0]}: `vaeedof {command}` reads no parameters")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _check_overrides(args)
         _check_log_path(args)
     except VaeedofError as exc:
         print(f"vaeedof: error: {exc}", file=sys.stderr)

@@ -96,10 +96,24 @@ def _check_ranges(params: dict, source: str) -> None:
         )
 
 
-def load_or_defaults(path: str | os.PathLike = "params.yaml") -> dict:
+def load_or_defaults(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = None) -> dict:
     """The parameter file when it exists (a project folder), else the schema's defaults: what a
-    command that works outside a project (`vaeedof fuse`) reads its settings from."""
-    return load(path) if Path(path).exists() else schema_defaults()
+    command that works outside a project (`vaeedof fuse`) reads its settings from; `overrides`
+    (`--set`) apply to either, checked against the schema."""
+    if Path(path).exists():
+        return load(path, overrides)
+    given: dict = {}
+    for item in overrides or []:
+        _override(given, item)
+    check_schema(given, _optional(schema()), "--set")
+    return _merge(schema_defaults(), given)
+
+
+def _optional(node):
+    """The schema with no key required: what checks a few keys given alone."""
+    if isinstance(node, dict):
+        return {k: _optional(v) for k, v in node.items() if k != "required"}
+    return [_optional(v) for v in node] if isinstance(node, list) else node
 
 
 def from_args(args) -> dict:
@@ -117,11 +131,15 @@ def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = 
     except yaml.YAMLError as exc:
         raise VaeedofError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     for item in (overrides or []) if isinstance(raw, dict) else []:  # validate names a non-mapping file
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise VaeedofError(f"override '{item}': expected key=value")
-        _set_dotted(raw, key, _parse_value(value))
+        _override(raw, item)
     return validate(raw, str(path))
+
+
+def _override(tree: dict, item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise VaeedofError(f"override '{item}': expected key=value")
+    _set_dotted(tree, key, _parse_value(value))
 
 
 def _parse_value(text: str):

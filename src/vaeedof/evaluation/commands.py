@@ -53,7 +53,7 @@ def cmd_real_sheet(args) -> None:
     from ..evaluation.real import real_stacks_sheet
     from ..fusion.files import find_stacks
 
-    params = params_mod.load_or_defaults(args.params)  # real stacks: a project is not needed
+    params = params_mod.load_or_defaults(args.params, args.set)  # real stacks: a project is not needed
     cfg = params["evaluate"]
     stacks = find_stacks(args.stacks or cfg["real_stacks"], cfg["real_stacks_max"])
     real_stacks_sheet(stacks, _fuser(args, params), Path(args.out))
@@ -63,7 +63,7 @@ def cmd_real_metrics(args) -> None:
     from ..evaluation import real_metrics
     from ..fusion.files import find_stacks
 
-    params = params_mod.load_or_defaults(args.params)  # real stacks: a project is not needed
+    params = params_mod.load_or_defaults(args.params, args.set)  # real stacks: a project is not needed
     stacks = find_stacks(args.stacks or params["evaluate"]["real_stacks"])
     fuser = _fuser(args, params)
     real_metrics.run(stacks, fuser, args.reports, fuser.checkpoint, params,
