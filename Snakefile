@@ -28,4 +28,4 @@ rule dataset:
 # A finished run is recorded in dvc.lock (the stages it built with params.yaml's values), so a
 # `dvc repro` afterwards finds them current.
 onsuccess:
-    shell("mkdir -p logs && vaeedof dvc-commit 2>> logs/dvc-commit.log")
+    shell("mkdir -p logs && {VAEEDOF} dvc-commit 2>> logs/dvc-commit.log")

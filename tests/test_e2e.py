@@ -54,7 +54,6 @@ def project(tmp_path_factory):
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(work / "src")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ.pop("VAEEDOF_PARAMS", None)
     _run(["git", "init", "-q"], work)
     _run(["git", "add", "-A"], work)
     _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"], work)
@@ -175,4 +174,4 @@ def test_paper_scale_dry_run_plans_10000_renders_and_multi_gpu_training(project)
     assert planned["train"] == 1
     train_block = out[out.index("rule train:"):][:3000]
     assert "gpu=4" in train_block and "slurm_partition=gpu" in train_block
-    assert "vaeedof train --nproc 4" in train_block
+    assert re.search(r"vaeedof --params \S+ train --nproc 4", out), train_block

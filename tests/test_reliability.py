@@ -60,9 +60,7 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 120.0) -> None
 
 
 def _env(**extra):
-    env = dict(os.environ, **extra)
-    env.pop("VAEEDOF_PARAMS", None)
-    return env
+    return dict(os.environ, **extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +443,6 @@ def test_fuse_default_mode_falls_back_for_a_checkpoint_without_the_hybrid_mix(
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     image = tmp_path / "a.png"  # sides not multiples of 64: padded, as real photographs are
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)).save(image)
-    monkeypatch.delenv("VAEEDOF_PARAMS", raising=False)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out.png"
     code = main(["fuse", str(image), str(image), "-o", str(out), "--checkpoint", "m.safetensors",

@@ -103,3 +103,14 @@ def test_only_finished_stages_built_with_params_yaml_are_recorded_for_dvc(tmp_pa
     other["render"]["samples"] += 1  # a run with --config render.samples=...: not what DVC tracks
     assert stages.finished_stages(other, params) == ["assets", "scenes"]
     assert stages.commit_to_dvc(params, params) == []  # no DVC project here: nothing, no error
+
+
+def test_every_job_command_names_its_parameter_file():
+    """No hidden channel: a command copied from Snakemake's log reads what the job read."""
+    commands = []
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        commands += re.findall(r'shell:\n\s+"([^"]*)"', path.read_text())
+    assert len(commands) == len(stages.STAGES)
+    assert all(command.startswith("{VAEEDOF} ") for command in commands), commands
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert 'VAEEDOF = f"vaeedof --params {EFFECTIVE_PARAMS}"' in common

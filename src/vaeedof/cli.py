@@ -175,9 +175,8 @@ def _add_tracking_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vaeedof", description=__doc__)
-    # Snakemake sets VAEEDOF_PARAMS to the effective parameters (--configfile/--config applied).
-    parser.add_argument("--params", default=params_mod.default_params_path(),
-                        help="parameter file (default: $VAEEDOF_PARAMS, else params.yaml)")
+    parser.add_argument("--params", default="params.yaml", help="parameter file (Snakemake's jobs name "
+                        "the effective one: params.yaml with --configfile/--config applied)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set render.samples=32")
     parser.add_argument("--log", help="also write the log to this file")

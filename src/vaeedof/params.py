@@ -162,17 +162,9 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     tree[parts[-1]] = value
 
 
-# Names the parameter file every `vaeedof` command reads by default (Snakemake sets it).
-PARAMS_ENV = "VAEEDOF_PARAMS"
-
-
-def default_params_path() -> str:
-    return os.environ.get(PARAMS_ENV, "params.yaml")
-
-
 def write_effective(params: dict, folder: str | os.PathLike) -> Path:
-    """Write the effective parameters under a content-addressed name and make every child process
-    read them: a second invocation with other parameters never changes what a running one reads."""
+    """Write the effective parameters under a content-addressed name (each job's command names
+    it): a second invocation with other parameters never changes what a running one reads."""
     import hashlib
 
     from .atomic import write_text
@@ -181,5 +173,4 @@ def write_effective(params: dict, folder: str | os.PathLike) -> Path:
     path = Path(folder) / f"params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
     if not path.exists():
         write_text(path, text)
-    os.environ[PARAMS_ENV] = str(path)
     return path

@@ -15,4 +15,4 @@ rule assets:
     conda:
         ENV
     shell:
-        "vaeedof assets build 2>> {log}"
+        "{VAEEDOF} assets build 2>> {log}"

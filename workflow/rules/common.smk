@@ -14,11 +14,12 @@ except VaeedofError as exc:
 config.clear()
 config.update(_validated)
 
-# The CLI reads the same effective parameters Snakemake uses (--configfile/--config included),
-# through VAEEDOF_PARAMS, which every job inherits (cluster jobs re-parse this file and set it too).
-# The file is named by its content: a second invocation with other parameters (a dry run, a run
-# refused by the directory lock) never changes what a running workflow reads.
+# Every job's command names the effective parameters (--configfile/--config included) it reads,
+# so a command copied from a log reproduces the job. The file is named by its content: a second
+# invocation with other parameters (a dry run, a run refused by the directory lock) never changes
+# what a running workflow reads.
 EFFECTIVE_PARAMS = write_effective(config, ".snakemake/vaeedof")
+VAEEDOF = f"vaeedof --params {EFFECTIVE_PARAMS}"
 # The software every rule runs (used with --software-deployment-method conda; setup.sh builds the
 # same environment as a venv).
 ENV = "../envs/vaeedof.yaml"

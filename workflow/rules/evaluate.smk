@@ -19,7 +19,7 @@ rule infer:
     conda:
         ENV
     shell:
-        "vaeedof infer --data data/mattingmfif/test --out data/fused --checkpoint {input.weights} 2>> {log}"
+        "{VAEEDOF} infer --data data/mattingmfif/test --out data/fused --checkpoint {input.weights} 2>> {log}"
 
 
 rule evaluate:
@@ -47,7 +47,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "vaeedof evaluate --data data/mattingmfif/test --fused data/fused --reports reports "
+        "{VAEEDOF} evaluate --data data/mattingmfif/test --fused data/fused --reports reports "
         "--checkpoint {input.weights} > /dev/null 2>> {log}"
 
 
@@ -71,7 +71,7 @@ rule throughput:
     conda:
         ENV
     shell:
-        "vaeedof throughput --reports reports --checkpoint {input.weights} 2>> {log}"
+        "{VAEEDOF} throughput --reports reports --checkpoint {input.weights} 2>> {log}"
 
 
 rule real_sheet:
@@ -93,7 +93,7 @@ rule real_sheet:
     conda:
         ENV
     shell:
-        "vaeedof real-sheet --out {output} --checkpoint {input.weights} 2>> {log}"
+        "{VAEEDOF} real-sheet --out {output} --checkpoint {input.weights} 2>> {log}"
 
 
 rule handheld:
@@ -115,7 +115,7 @@ rule handheld:
     conda:
         ENV
     shell:
-        "vaeedof handheld --data data/mattingmfif/test --out data/handheld/test 2>> {log}"
+        "{VAEEDOF} handheld --data data/mattingmfif/test --out data/handheld/test 2>> {log}"
 
 
 rule infer_handheld:
@@ -139,7 +139,7 @@ rule infer_handheld:
     conda:
         ENV
     shell:
-        "vaeedof infer --data data/handheld/test --out data/fused_handheld --align auto "
+        "{VAEEDOF} infer --data data/handheld/test --out data/fused_handheld --align auto "
         "--checkpoint {input.weights} 2>> {log}"
 
 
@@ -165,7 +165,7 @@ rule evaluate_handheld:
     conda:
         ENV
     shell:
-        "vaeedof evaluate --data data/handheld/test --fused data/fused_handheld --reports reports/handheld "
+        "{VAEEDOF} evaluate --data data/handheld/test --fused data/fused_handheld --reports reports/handheld "
         "--variant handheld --checkpoint {input.weights} > /dev/null 2>> {log}"
 
 
@@ -188,4 +188,4 @@ rule real_metrics:
     conda:
         ENV
     shell:
-        "vaeedof real-metrics --reports reports --checkpoint {input.weights} 2>> {log}"
+        "{VAEEDOF} real-metrics --reports reports --checkpoint {input.weights} 2>> {log}"

@@ -22,7 +22,7 @@ rule render:
     conda:
         ENV
     shell:
-        "vaeedof render --scene {input.scene} --out data/mattingmfif/{wildcards.split}/{wildcards.scene_id} "
+        "{VAEEDOF} render --scene {input.scene} --out data/mattingmfif/{wildcards.split}/{wildcards.scene_id} "
         "--threads {threads} --blender-log {log} 2>> {log}"
 
 
@@ -47,5 +47,5 @@ rule contact_sheet:
     conda:
         ENV
     shell:
-        "vaeedof contact-sheet --data data/mattingmfif/{wildcards.split} "
+        "{VAEEDOF} contact-sheet --data data/mattingmfif/{wildcards.split} "
         "--out {output} 2>> {log}"

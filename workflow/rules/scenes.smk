@@ -24,4 +24,4 @@ rule scenes:
     conda:
         ENV
     shell:
-        "vaeedof scenes --assets {input.assets} --out data/scenes --only {wildcards.scene_id} 2>> {log}"
+        "{VAEEDOF} scenes --assets {input.assets} --out data/scenes --only {wildcards.scene_id} 2>> {log}"

@@ -19,7 +19,7 @@ rule patches:
     conda:
         ENV
     shell:
-        "vaeedof patches --data data/mattingmfif/train --out data/patches 2>> {log}"
+        "{VAEEDOF} patches --data data/mattingmfif/train --out data/patches 2>> {log}"
 
 
 rule latents:
@@ -41,7 +41,7 @@ rule latents:
     conda:
         ENV
     shell:
-        "vaeedof latents --patches data/patches --out data/latents 2>> {log}"
+        "{VAEEDOF} latents --patches data/patches --out data/latents 2>> {log}"
 
 
 rule train:
@@ -67,4 +67,4 @@ rule train:
     conda:
         ENV
     shell:
-        "vaeedof train --nproc {resources.nproc} --latents data/latents --patches data/patches --out models 2>> {log}"
+        "{VAEEDOF} train --nproc {resources.nproc} --latents data/latents --patches data/patches --out models 2>> {log}"
