@@ -24,6 +24,11 @@ def test_check_fails_on_a_stale_dvc_yaml_and_writing_fixes_it(tmp_path, capsys):
     assert "differs from the stage table" in capsys.readouterr().err
     assert main(["dvc-yaml", "--out", str(stale)]) == 0
     assert stale.read_text() == stages.dvc_yaml()
+    foreign = tmp_path / "theirs.yaml"  # a dvc.yaml the command did not write is left alone
+    foreign.write_text("stages: {}\n")
+    assert main(["dvc-yaml", "--out", str(foreign)]) == 2
+    assert foreign.read_text() == "stages: {}\n"
+    assert "not written by `vaeedof dvc-yaml`" in capsys.readouterr().err
 
 
 def test_dvc_yaml_holds_every_stage_with_its_keys_and_code():

@@ -65,6 +65,7 @@ def _render_mtimes(work):
 def test_snakemake_then_dvc_agree(project):
     out = _run(["snakemake", "--cores", "2", "dataset"], project)
     assert "Finished job" in out or "steps (100%) done" in out
+    assert not (project / "dvc.lock").exists()  # a partial run leaves dvc.lock alone
     renders = _render_mtimes(project)
     assert len(renders) == 3 * 8  # 3 scenes x (6 focus + gt + index)
     for split in ("train", "test"):

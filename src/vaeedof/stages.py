@@ -291,8 +291,12 @@ def write_dvc_yaml(path: str | Path, check: bool) -> bool:
 
     path = Path(path)
     wanted = dvc_yaml()
-    stale = not path.exists() or path.read_text() != wanted
+    existing = path.read_text() if path.exists() else None
+    stale = existing != wanted
     if stale and not check:
+        if existing is not None and not existing.startswith(DVC_HEADER.splitlines()[0]):
+            raise VaeedofError(f"{path}: not written by `vaeedof dvc-yaml`; refusing to overwrite it "
+                               "(move it away first)")
         atomic.write_text(path, wanted)
     return stale
 
