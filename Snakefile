@@ -1,5 +1,6 @@
 # MattingMFIF / VAEEDOF pipeline: the index of the workflow. Every rule is a thin call of the
-# `vaeedof` CLI; params.yaml (validated before any job starts) is the single parameter source.
+# `vaeedof` CLI; params.yaml (validated before any job starts) is the single parameter source, a
+# scale's overlay over it with --configfile (config/ci.yaml, config/paper.yaml, config/release.yaml).
 
 
 configfile: "params.yaml"
@@ -25,8 +26,8 @@ rule dataset:
         dataset_outputs(),
 
 
-# A complete run is recorded in dvc.lock (the stages it built with params.yaml's values), so a
-# `dvc repro` afterwards finds them current. A run of other targets leaves dvc.lock alone: the
+# A complete run is recorded in dvc.lock (the stages it built with the values DVC reads: the
+# merged file of `vaeedof configure`), so a `dvc repro` afterwards finds them current. A run of other targets leaves dvc.lock alone: the
 # stages it did not ask for may be out of date.
 onsuccess:
     if set(workflow.dag_settings.targets) <= {"all"}:

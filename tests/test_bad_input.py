@@ -379,7 +379,8 @@ def test_set_is_read_or_refused_by_every_command(tmp_path, monkeypatch, capsys, 
     if command in READS_NO_PARAMETERS:
         assert line.endswith(f"--set nonexistent.key=1: `vaeedof {command}` reads no parameters"), line
     elif where == "project":  # the project's parameters, the override applied: the key refused
-        assert line.startswith("vaeedof: error: params.yaml: key '(top level)'") and "nonexistent" in line
+        source = "params.yaml + --set" if command == "configure" else "params.yaml"
+        assert line.startswith(f"vaeedof: error: {source}: key '(top level)'") and "nonexistent" in line
     elif command in ("fuse", "vae-check", "real-sheet", "real-metrics"):  # the defaults, overridden
         assert line.startswith("vaeedof: error: --set: key '(top level)'") and "nonexistent" in line
     else:  # a project's command, run outside one

@@ -1,6 +1,7 @@
-"""The whole chain on a fresh copy of the project at the config/ci.yaml scale: Snakemake runs assets
--> training -> evaluation, a second run does nothing, the report has the plots, DVC agrees (no
-render or training redone), `dvc exp run -S` resumes training, MLflow runs can be compared."""
+"""The whole chain on a fresh copy of the project at the config/ci.yaml scale, given to both tools as
+an overlay (Snakemake: --configfile; DVC: the merged file of `vaeedof configure`): Snakemake runs
+assets -> training -> evaluation, a second run does nothing, the report has the plots, DVC agrees
+(no render or training redone), `dvc exp run -S` resumes training, MLflow runs can be compared."""
 
 import json
 import os
@@ -9,7 +10,6 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
 
 from .conftest import ROOT, SHARED_MIRROR
 from .test_workflow import _planned_rules, _run
@@ -25,19 +25,14 @@ STAGES = ("assets", "render", "patches", "latents", "train", "infer", "evaluate"
           "infer_handheld", "evaluate_handheld")
 
 
-def _deep_update(tree: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(tree.get(key), dict):
-            _deep_update(tree[key], value)
-        else:
-            tree[key] = value
-    return tree
+# The CI scale, as an overlay on params.yaml (--configfile takes several files: it comes first).
+SNAKEMAKE = ("snakemake", "--configfile", "config/ci.yaml")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A clean checkout (tracked files only) whose params.yaml is the CI scale, so Snakemake
-    and DVC read the same parameters."""
+    """A clean checkout (tracked files only) at the CI scale: the overlay config/ci.yaml given to
+    Snakemake, and merged for DVC by `vaeedof configure`."""
     work = tmp_path_factory.mktemp("e2e")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
                            capture_output=True, check=True).stdout.split()
@@ -45,9 +40,6 @@ def project(tmp_path_factory):
         if (ROOT / name).is_file():
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, work / name)
-    params = _deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                          yaml.safe_load((ROOT / "config/ci.yaml").read_text()))
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.environ["VAEEDOF_ASSET_MIRROR"] = MIRROR
     # The copy's package runs, so its source files are both what DVC hashes and what Snakemake's
     # stage table reads.
@@ -57,7 +49,8 @@ def project(tmp_path_factory):
     _run(["git", "init", "-q"], work)
     _run(["git", "add", "-A"], work)
     _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"], work)
-    _run(["snakemake", "--cores", "2"], work)
+    _run(["vaeedof", "configure", "config/ci.yaml"], work)
+    _run([*SNAKEMAKE, "--cores", "2"], work)
     yield work
     os.environ.pop("PYTHONPATH")
     if saved is not None:
@@ -78,11 +71,11 @@ def test_snakemake_builds_everything_then_nothing(project):
         assert list((project / "benchmarks" / stage).rglob("*.tsv")), stage
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert {"vaeedof", "mean", "laplacian", "vae_ceiling"} <= set(metrics["methods"])
-    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    assert "Nothing to be done" in _run([*SNAKEMAKE, "--cores", "2", "-n"], project)
 
 
 def test_report_contains_the_plots(project):
-    _run(["snakemake", "--report", "reports/report.html"], project)
+    _run([*SNAKEMAKE, "--report", "reports/report.html"], project)
     html = (project / "reports/report.html").read_text(errors="replace")
     for plot in ("difficulty.png", "throughput.png", "contact_sheet_methods.png"):
         assert plot in html, plot
@@ -91,8 +84,7 @@ def test_report_contains_the_plots(project):
 def test_changing_steps_reruns_only_training_and_after(project, tmp_path):
     override = tmp_path / "steps.yaml"
     override.write_text("train:\n  steps: 30\n")
-    planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n", "--configfile", str(override)],
-                                  project))
+    planned = _planned_rules(_run([*SNAKEMAKE, str(override), "--cores", "2", "-n"], project))
     assert set(planned) == {"train", "infer", "evaluate", "throughput", "infer_handheld", "evaluate_handheld",
                             "all"}, planned
 
@@ -112,7 +104,7 @@ def test_dvc_after_snakemake_redoes_no_render_or_training(project):
     assert _mtimes(project / "data/mattingmfif") == renders
     assert _mtimes(project / "models/checkpoints") == checkpoints
     # ...and Snakemake finds nothing to redo after DVC rewrote and re-linked its outputs.
-    assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n"], project)
+    assert "Nothing to be done" in _run([*SNAKEMAKE, "--cores", "2", "-n"], project)
     for command in (["dvc", "metrics", "show"], ["dvc", "params", "diff"], ["dvc", "plots", "show"]):
         _run(command, project)
     assert "PSNR" in _run(["dvc", "metrics", "show"], project)
@@ -123,7 +115,7 @@ def test_editing_a_metrics_code_reruns_only_the_evaluation_stages(project):
     original = metrics.read_text()
     metrics.write_text(original + "\n# an edit\n")
     try:
-        planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n"], project))
+        planned = _planned_rules(_run([*SNAKEMAKE, "--cores", "2", "-n"], project))
         assert set(planned) == {"evaluate", "evaluate_handheld", "all"}, planned
         assert _dvc_changed(project) == {"evaluate", "evaluate_handheld"}
     finally:
@@ -131,23 +123,40 @@ def test_editing_a_metrics_code_reruns_only_the_evaluation_stages(project):
 
 
 def test_changing_the_tile_reruns_inference_not_rendering_or_training(project):
-    params_file = project / "params.yaml"
-    original = params_file.read_text()
-    params = yaml.safe_load(original)
-    params["infer"]["tile"] = 64
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    overlay = project / "config/ci.yaml"  # the scale's own file: its keys win over params.yaml's
+    original = overlay.read_text()
+    assert "  tile: 128\n" in original
+    overlay.write_text(original.replace("  tile: 128\n", "  tile: 64\n"))
     try:
-        planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n"], project))
+        planned = _planned_rules(_run([*SNAKEMAKE, "--cores", "2", "-n"], project))
         assert set(planned) == {"infer", "infer_handheld", "throughput", "evaluate", "evaluate_handheld",
                                 "all"}, planned
-        assert _dvc_changed(project) == {"infer", "infer_handheld", "throughput"}  # the others follow them
+        assert _dvc_changed(project) == {"configure"}  # DVC's first stage merges the edit in...
+        _run(["vaeedof", "configure", "--refresh"], project)
+        # ...then the stages reading infer.tile follow (and the evaluations after them).
+        assert _dvc_changed(project) == {"configure", "infer", "infer_handheld", "throughput"}
     finally:
-        params_file.write_text(original)
+        overlay.write_text(original)
+        _run(["vaeedof", "configure", "--refresh"], project)
+    assert _dvc_changed(project) == set()
+
+
+def test_paper_scale_merged_file_passes_a_dvc_dry_run(project):
+    _run(["vaeedof", "configure", "config/paper.yaml"], project)
+    try:
+        out = _run(["dvc", "repro", "--dry"], project)
+        for stage in ("render@train", "train", "evaluate", "throughput"):
+            assert f"Running stage '{stage}'" in out, out[-3000:]
+        assert "vaeedof --params params.run.yaml train --nproc auto" in out
+    finally:
+        _run(["vaeedof", "configure", "config/ci.yaml"], project)
+    assert _dvc_changed(project) == set()
 
 
 def test_dvc_experiment_resumes_training(project):
     renders = _mtimes(project / "data/mattingmfif")
-    out = _run(["dvc", "exp", "run", "-S", "train.steps=30"], project)
+    # The scale's overlay is a dependency of DVC's first stage: -S edits it, the merge follows.
+    out = _run(["dvc", "exp", "run", "-S", "config/ci.yaml:train.steps=30"], project)
     assert "resuming from" in out and "step 30/30" in out
     assert "Running stage 'render" not in out or _mtimes(project / "data/mattingmfif") == renders
     assert _mtimes(project / "data/mattingmfif") == renders

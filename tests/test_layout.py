@@ -42,7 +42,8 @@ def test_dvc_code_deps_exist_and_cover_the_hybrid_settings():
         for dep in stage.get("deps", []):
             if dep.startswith("src/"):
                 assert (ROOT / dep).exists(), f"dvc stage {name}: code dependency {dep} does not exist"
-    assert {f"fusion.{key}" for key in HybridSettings.KEYS.values()} <= set(stages["train"]["params"])
+    assert {f"fusion.{key}" for key in HybridSettings.KEYS.values()} <= set(stages["train"]["params"][0][
+        "params.run.yaml"])
     assert {"src/vaeedof/training/train.py", "src/vaeedof/nets/unet.py"} <= set(stages["train"]["deps"])
     infer_code = {f"src/vaeedof/{m}.py" for m in ("fusion/engine", "nets/unet", "evaluation/infer")}
     assert infer_code <= set(stages["infer"]["deps"])

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -19,10 +21,82 @@ def test_default_params_valid():
 
 
 def test_paper_params_valid():
-    params = params_mod.load(ROOT / "config" / "paper.yaml")
+    params = params_mod.merged(ROOT / "params.yaml", [ROOT / "config" / "paper.yaml"])
     assert params["scenes"]["train"] == 10000
-    assert params["render"]["resolution"] == 4096
+    assert params["render"]["resolution"] == 4096 and params["render"]["crop"] is None
     assert params["vae"]["name"] == "taesd3"
+    assert params["fusion"] == params_mod.load(ROOT / "params.yaml")["fusion"]  # from the base
+
+
+def _leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("name", ["ci", "paper", "release"])
+def test_each_config_holds_only_what_differs_from_params_yaml(name):
+    base = dict(_leaves(_raw()))
+    overlay = dict(_leaves(yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())))
+    same = [key for key, value in overlay.items() if key in base and base[key] == value]
+    assert not same, f"config/{name}.yaml repeats params.yaml: {same}"
+    params_mod.merged(ROOT / "params.yaml", [ROOT / "config" / f"{name}.yaml"])  # and merges valid
+
+
+def test_configure_writes_the_merged_file_and_refreshes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/small.yaml").write_text("train:\n  steps: 7\nrender:\n  crop: null\n")
+    (tmp_path / "config/more.yaml").write_text("train:\n  steps: 9\n")
+    assert main(["--set", "seed=3", "configure", "config/small.yaml", "config/more.yaml"]) == 0
+    assert "params.run.yaml: written from params.yaml + config/small.yaml + config/more.yaml" in \
+        capsys.readouterr().out
+    run = params_mod.load("params.run.yaml")
+    assert run["train"]["steps"] == 9 and run["render"]["crop"] is None and run["seed"] == 3
+    assert run["train"]["lr"] == params_mod.load("params.yaml")["train"]["lr"]  # the rest of the section
+    assert "`vaeedof --set seed=3 configure config/small.yaml config/more.yaml`" in \
+        Path("params.run.yaml").read_text().splitlines()[0]
+    # An edit of a source reaches the merged file on --refresh (DVC's first stage), sources kept.
+    (tmp_path / "config/more.yaml").write_text("train:\n  steps: 11\n")
+    assert main(["configure", "--refresh"]) == 0
+    assert params_mod.load("params.run.yaml")["train"]["steps"] == 11
+    assert params_mod.load("params.run.yaml")["seed"] == 3
+    # No overlay: params.yaml alone.
+    assert main(["configure"]) == 0
+    assert params_mod.load("params.run.yaml") == params_mod.load("params.yaml")
+
+
+@pytest.mark.parametrize(("overlay", "expected"), [
+    ("train:\n  stpes: 7\n", "config/bad.yaml: key 'train': Additional properties"),
+    ("train:\n  steps: -1\n", "config/bad.yaml: key 'train.steps'"),
+    ("- 1\n", "config/bad.yaml: expected a mapping of parameters, got list"),
+    (None, "config/bad.yaml: overlay not found"),
+])
+def test_a_bad_overlay_is_one_line_naming_it(tmp_path, monkeypatch, capsys, overlay, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "config").mkdir()
+    if overlay is not None:
+        (tmp_path / "config/bad.yaml").write_text(overlay)
+    assert main(["configure", "config/bad.yaml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not Path("params.run.yaml").exists()
+
+
+def test_configure_replaces_only_its_own_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    Path("params.run.yaml").write_text("seed: 1\n")  # someone's own file
+    for argv in (["configure"], ["configure", "--refresh"]):
+        assert main(argv) == 2
+        assert "not written by `vaeedof configure`" in capsys.readouterr().err
+    assert Path("params.run.yaml").read_text() == "seed: 1\n"
+    assert main(["configure", "--refresh", "config/ci.yaml"]) == 2
+    assert "give no overlays" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def project(tmp_path_factory):
 def _small_project(work):
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(ROOT / name, work / name)
-    for name in ("workflow", "profiles"):
+    for name in ("workflow", "profiles", "config"):
         shutil.copytree(ROOT / name, work / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["assets"]["procedural"].update(subjects_train=4, subjects_test=2, backgrounds_train=1,
@@ -108,6 +108,11 @@ def test_parameter_change_reruns_only_dependents(project):
     planned = _planned_rules(_run(["snakemake", "--cores", "2", "-n", "dataset"], project))
     assert planned.get("render") == 3
     assert "scenes" not in planned and "assets" not in planned
+    # DVC reads the merged file: its first stage (configure) merges again, then the stages whose
+    # values changed follow.
+    status = _run(["dvc", "status", "--with-deps", "contact_sheet"], project)
+    assert "configure:" in status and "render@train" not in status
+    _run(["vaeedof", "configure", "--refresh"], project)
     status = _run(["dvc", "status", "--with-deps", "contact_sheet"], project)
     assert "render@train" in status and "scenes" not in status.replace("data/scenes", "")
 

@@ -36,10 +36,23 @@ def cmd_dvc_yaml(args) -> None:
     print(f"{args.out}: " + ("written" if stale else "current"))
 
 
+def cmd_configure(args) -> None:
+    if args.refresh:
+        if args.overlays or args.set:
+            raise VaeedofError("configure --refresh: merges the sources the file names; give no overlays "
+                               "or --set with it")
+        params_mod.refresh_merged(args.out, args.params)
+    else:
+        params_mod.write_merged(args.out, args.params, args.overlays, args.set)
+    sources = params_mod.recorded_sources(args.out)
+    print(f"{args.out}: written from " + " + ".join([sources["base"], *sources["overlays"]]))
+
+
 def cmd_dvc_commit(args) -> None:
     from .stages import commit_to_dvc
 
-    commit_to_dvc(params_mod.from_args(args), params_mod.load("params.yaml"))
+    # What DVC compares: the merged file, merged again from its sources (written when missing).
+    commit_to_dvc(params_mod.from_args(args), params_mod.refresh_merged())
 
 
 def cmd_assets(args) -> None:
@@ -176,7 +189,8 @@ def _add_tracking_arg(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vaeedof", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameter file (Snakemake's jobs name "
-                        "the effective one: params.yaml with --configfile/--config applied)")
+                        f"the effective one, DVC's stages {params_mod.MERGED}: params.yaml with a scale's "
+                        "overlay)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set render.samples=32")
     parser.add_argument("--log", help="also write the log to this file")
@@ -193,13 +207,22 @@ def _add_dataset_commands(sub) -> None:
     p = sub.add_parser("check-params", help="validate the parameter file")
     p.set_defaults(func=cmd_check_params)
 
+    p = sub.add_parser("configure", help=f"write {params_mod.MERGED}, the parameters DVC's stages read: "
+                       "--params (params.yaml) with each overlay over it, in order")
+    p.add_argument("overlays", nargs="*", metavar="OVERLAY", help="a file of the keys that differ "
+                   "(config/ci.yaml, config/paper.yaml, config/release.yaml)")
+    p.add_argument("--refresh", action="store_true", help="merge again the sources the file names "
+                   "(DVC's first stage runs this)")
+    p.add_argument("--out", default=params_mod.MERGED)
+    p.set_defaults(func=cmd_configure)
+
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (src/vaeedof/stages.py)")
     p.add_argument("--out", default="dvc.yaml")
     p.add_argument("--check", action="store_true", help="change nothing; fail when the file is stale")
     p.set_defaults(func=cmd_dvc_yaml)
 
     p = sub.add_parser("dvc-commit", help="record in dvc.lock the stages whose outputs exist and were made "
-                       "with params.yaml's values (Snakemake runs it after a successful run)")
+                       f"with the values of {params_mod.MERGED} (Snakemake runs it after a complete run)")
     p.set_defaults(func=cmd_dvc_commit)
 
     p = sub.add_parser("assets", help="build the asset index; list, fetch or pin remote assets")

@@ -123,14 +123,8 @@ def from_args(args) -> dict:
 
 def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Read, override (`key.sub=value`, YAML-typed) and validate a params file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise VaeedofError(f"{path}: parameter file not found") from None
-    except yaml.YAMLError as exc:
-        raise VaeedofError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    for item in (overrides or []) if isinstance(raw, dict) else []:  # validate names a non-mapping file
+    raw = _read_mapping(path, "parameter file")
+    for item in overrides or []:
         _override(raw, item)
     return validate(raw, str(path))
 
@@ -174,3 +168,84 @@ def write_effective(params: dict, folder: str | os.PathLike) -> Path:
     if not path.exists():
         write_text(path, text)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlays: config/*.yaml hold only what differs from params.yaml; `vaeedof configure` writes
+# the merged file DVC reads.
+# ---------------------------------------------------------------------------------------------
+
+MERGED = "params.run.yaml"
+_SOURCES_MARK = "# vaeedof-configure-sources: "
+
+
+def _read_mapping(path: str | os.PathLike, what: str) -> dict:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise VaeedofError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as exc:
+        raise VaeedofError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict | None):
+        raise VaeedofError(f"{path}: expected a mapping of parameters, got {type(raw).__name__}")
+    return raw or {}
+
+
+def merged(base: str | os.PathLike, overlays: list[str], overrides: list[str] | None = None) -> dict:
+    """`base` with each overlay over it in order (a section merges key by key; a value or list
+    replaces), then `overrides` (`--set`); each overlay checked alone, so an error names its file."""
+    tree = _read_mapping(base, "parameter file")
+    for overlay in overlays:
+        given = _read_mapping(overlay, "overlay")
+        check_schema(given, _optional(schema()), str(overlay))
+        tree = _merge(tree, given)
+    for item in overrides or []:
+        _override(tree, item)
+    checked = validate(tree, " + ".join([str(base), *map(str, overlays)] + (["--set"] if overrides else [])))
+    return _merge(tree, checked)  # the sources' key order, then the schema's defaults
+
+
+def recorded_sources(path: str | os.PathLike = MERGED) -> dict | None:
+    """The base, overlays and overrides a merged file was written from, or None when `path` does
+    not exist; a file `vaeedof configure` did not write is refused, never replaced."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith(_SOURCES_MARK):
+            return json.loads(line[len(_SOURCES_MARK):])
+    raise VaeedofError(f"{path}: not written by `vaeedof configure`; refusing to replace it (move it away)")
+
+
+def write_merged(path: str | os.PathLike, base: str, overlays: list[str], overrides: list[str]) -> dict:
+    """Write the merged parameters to `path` (atomically, only when they changed), with the
+    sources named in its header; returns them."""
+    import json
+    import shlex
+
+    from .atomic import write_text
+
+    recorded_sources(path)  # refuses a file it did not write
+    params = merged(base, overlays, overrides)
+    sources = {"base": str(base), "overlays": [str(o) for o in overlays], "set": list(overrides)}
+    sets = [word for item in overrides for word in ("--set", item)]
+    command = shlex.join(["vaeedof", *(["--params", str(base)] if str(base) != "params.yaml" else []), *sets,
+                          "configure", *sources["overlays"]])
+    over = " with " + ", ".join(sources["overlays"]) + " over it" if overlays else ""
+    text = (f"# Written by `{command}`: {base}{over}{' and the --set values' if overrides else ''}.\n"
+            f"# The parameters DVC's stages read. Edit the sources, not this file: `dvc repro` (or\n"
+            f"# `vaeedof configure --refresh`) merges them again.\n"
+            f"{_SOURCES_MARK}{json.dumps(sources)}\n"
+            + yaml.safe_dump(params, sort_keys=False))
+    path = Path(path)
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return params
+
+
+def refresh_merged(path: str | os.PathLike = MERGED, base: str = "params.yaml") -> dict:
+    """Merge again the sources `path` names (`base` alone when there is no such file yet)."""
+    sources = recorded_sources(path) or {"base": base, "overlays": [], "set": []}
+    return write_merged(path, sources["base"], sources["overlays"], sources["set"])
