@@ -117,3 +117,20 @@ def test_fresh_folder_fuses_with_the_release_model(tmp_path, monkeypatch, capsys
     assert fused.shape == np.asarray(Image.open(tmp_path / "A.jpg")).shape
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A.jpg", "B.jpg", "out.png"]  # nothing else
     assert (tmp_path.parent / "cache/vaeedof/downloads/taef2_encoder.pth").is_file()
+
+
+@pytest.mark.skipif(not (SHARED_MIRROR.is_dir() and REAL.is_dir()), reason="no mirror/real data")
+def test_set_hybrid_keys_change_what_fuse_does(tmp_path, monkeypatch, capsys):
+    """The hybrid settings are the model's, and `--set fusion.hybrid_*=...` overrides them."""
+    monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
+    monkeypatch.chdir(tmp_path)
+    for name in ("A.jpg", "B.jpg"):  # a 128 px window of a real pair
+        Image.open(REAL / "Lytro/lytro-01" / name).crop((200, 200, 328, 328)).save(tmp_path / f"{name}.png")
+    assert main(["fuse", "A.jpg.png", "B.jpg.png", "-o", "model.png"]) == 0
+    assert "hybrid settings over" not in capsys.readouterr().err
+    assert main(["--set", "fusion.hybrid_focus_weight=0", "--set", "fusion.hybrid_reblur_weight=0", "fuse",
+                 "A.jpg.png", "B.jpg.png", "-o", "set.png"]) == 0
+    assert ("hybrid settings over the model's: fusion.hybrid_focus_weight=0, fusion.hybrid_reblur_weight=0"
+            in capsys.readouterr().err)
+    model, changed = (np.asarray(Image.open(name), dtype=np.int16) for name in ("model.png", "set.png"))
+    assert model.shape == changed.shape and np.abs(model - changed).max() > 0

@@ -156,7 +156,8 @@ def cmd_fuse(args) -> None:
         mode = args.mode or params["fusion"]["output"]  # a mode from params falls back to latent
         return load_fuser(args.checkpoint, args.device, args.tile or params["infer"]["tile"],
                           args.resources, params["assets"]["mirrors"], mode,
-                          strict_mode=args.mode is not None, precision=args.precision)
+                          strict_mode=args.mode is not None, precision=args.precision,
+                          hybrid=params_mod.given(args.set).get("fusion"))
 
     files.fuse_items(args.images, args.output, open_fuser, f".{args.format}", align=args.align,
                      motion=args.motion, vae_check_db=None if args.no_vae_check else args.vae_check_db)

@@ -102,11 +102,9 @@ def load_or_defaults(path: str | os.PathLike = "params.yaml", overrides: list[st
     (`--set`) apply to either, checked against the schema."""
     if Path(path).exists():
         return load(path, overrides)
-    given: dict = {}
-    for item in overrides or []:
-        _override(given, item)
-    check_schema(given, _optional(schema()), "--set")
-    return _merge(schema_defaults(), given)
+    values = given(overrides)
+    check_schema(values, _optional(schema()), "--set")
+    return _merge(schema_defaults(), values)
 
 
 def _optional(node):
@@ -127,6 +125,15 @@ def load(path: str | os.PathLike = "params.yaml", overrides: list[str] | None = 
     for item in overrides or []:
         _override(raw, item)
     return validate(raw, str(path))
+
+
+def given(overrides: list[str] | None) -> dict:
+    """The `--set` values alone, nested as the parameters are: what the user asked for by name
+    (over what a model stores, for example)."""
+    tree: dict = {}
+    for item in overrides or []:
+        _override(tree, item)
+    return tree
 
 
 def _override(tree: dict, item: str) -> None:

@@ -25,7 +25,7 @@ def _fuser(args, params: dict):
     from ..fusion.loader import load_fuser
 
     return load_fuser(args.checkpoint, args.device, params["infer"]["tile"], args.resources,
-                      params["assets"]["mirrors"])
+                      params["assets"]["mirrors"], hybrid=params_mod.given(args.set).get("fusion"))
 
 
 def cmd_infer(args) -> None:
