@@ -58,6 +58,18 @@ def _small_project(work):
     return work
 
 
+def _replay_logged_command(log: str, work, output: str) -> None:
+    """Run by hand the command a log shows for `output` (Snakemake's shell line, DVC's `> cmd`):
+    it must rebuild the same bytes, reading the parameter file it names."""
+    [line] = [match.group(1) for line in log.splitlines()
+              if (match := re.match(r"^(?:> |Shell command: )(vaeedof --params \S+ .*)", line.strip()))
+              and output in line]
+    before = (work / output).read_bytes()
+    (work / output).unlink()
+    subprocess.run(line, shell=True, cwd=work, check=True, capture_output=True)
+    assert (work / output).read_bytes() == before, line
+
+
 def _render_mtimes(work):
     return {p: p.stat().st_mtime_ns for p in (work / "data/mattingmfif").rglob("*.png")}
 
@@ -72,6 +84,7 @@ def test_snakemake_then_dvc_agree(project):
         assert (project / f"reports/dataset/contact_sheet_{split}.png").stat().st_size > 0
     assert (project / "logs/render/train/train_00000.log").exists()
     assert (project / "benchmarks/render/train/train_00000.tsv").exists()
+    _replay_logged_command(out, project, "reports/dataset/contact_sheet_train.png")
     assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], project)
     # DVC runs the same chain: its render stages find every scene current and render nothing.
     dvc_out = _run(["dvc", "repro", "contact_sheet"], project)
@@ -86,7 +99,8 @@ def test_dvc_first_then_snakemake_finds_nothing_to_do(tmp_path):
     """The reverse order, on a fresh project: `dvc repro` builds the dataset, then Snakemake
     has nothing to do, and DVC stays clean."""
     work = _small_project(tmp_path)
-    _run(["dvc", "repro", "contact_sheet"], work)
+    out = _run(["dvc", "repro", "contact_sheet"], work)
+    _replay_logged_command(out, work, "reports/dataset/contact_sheet_test.png")
     renders = _render_mtimes(work)
     assert "Nothing to be done" in _run(["snakemake", "--cores", "2", "-n", "dataset"], work)
     assert "up to date" in _run(["dvc", "status", "--with-deps", "contact_sheet"], work)
