@@ -14,7 +14,7 @@ from .assets.fetch import default_resources_dir
 from .devices import CHOICES as DEVICE_CHOICES
 from .errors import VaeedofError
 from .evaluation import commands as evaluation_commands
-from .fusion.options import ALIGN_MODES, MOTION_MODELS, OUTPUT_MODES, PRECISIONS
+from .fusion.options import ALIGN_MODES, EVIDENT_MOTION_PX, MIN_GAIN, MOTION_MODELS, OUTPUT_MODES, PRECISIONS
 from .logs import get_logger, setup_logging
 
 # Inputs the frozen VAE reconstructs below this PSNR (dB) are named (the paper's safeguard).
@@ -290,9 +290,10 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--format", default="png", choices=["png", "jpg", "tif"],
                    help="output format for a folder of stacks")
     p.add_argument("--align", default="auto", choices=ALIGN_MODES,
-                   help="register hand-held frames first; auto: only on motion of 2 px or more seen "
-                   "in detail sharp in both neighbouring frames (defocus can fake any other), and "
-                   "match a frame's exposure when it differs by 2%% or more; on: always register")
+                   help=f"register hand-held frames first; auto: only on motion of {EVIDENT_MOTION_PX:g} px "
+                   "or more seen in detail sharp in both neighbouring frames (defocus can fake any other), "
+                   f"and match a frame's exposure when it differs by {MIN_GAIN * 100:g}%% or more; "
+                   "on: always register")
     p.add_argument("--motion", default="similarity", choices=MOTION_MODELS,
                    help="alignment motion model (similarity: shift, rotation, focus breathing)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,

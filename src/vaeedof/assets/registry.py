@@ -58,7 +58,7 @@ def _polyhaven(slug: str, resolution: str = "1k") -> RemoteAsset:
 
 def _metric_weights(name: str, filename: str, url: str, hub_path: str) -> RemoteAsset:
     # Learned-metric weights (LPIPS, DISTS, PieAPP): fetched on a connected machine, then copied
-    # into the torch hub cache (`vaeedof assets fetch ... --install-metrics`) so a compute node
+    # into the torch hub cache (`vaeedof assets fetch <name>` installs them there) so a compute node
     # needs no network. Their publishers give no full checksum: pin before use.
     return RemoteAsset(name=name, filename=filename, url=url, kind=f"metric:{hub_path}",
                        license="see the metric's publisher")

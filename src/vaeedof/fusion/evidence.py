@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blocks import block_shifts, detail_at
+from .options import EVIDENT_MOTION_PX
 
 SHARP_SHARE = 0.8
 MIN_BLOCKS = 16
 AGREEING_SHARE = 0.6
 AGREEING_PX = 0.5  # at the estimation scale
-EVIDENT_MOTION_PX = 2.0  # of the full frame
 
 
 @dataclass

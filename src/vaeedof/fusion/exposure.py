@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..images import as_float
+from .options import MIN_GAIN
 
 SMOOTHING = 0.015  # Gaussian sigma of the comparison, a fraction of the thumbnail's side
 FLAT_SHARE = 0.4  # the least textured share of each frame in which gains are read
@@ -31,9 +32,6 @@ LEVEL = 0.1
 GROUP_SPREAD = 0.03
 MIN_CELLS = 5  # cells with enough flat pixels to compare
 MIN_PIXELS = 32  # flat pixels a cell or a level needs to count
-# A gain this close to 1 is left at 1: defocus alone shifts flat regions of registered renders
-# (no exposure change) by up to 1.0 %.
-MIN_GAIN = 0.02
 
 
 def thumbnail(image: torch.Tensor, side: int = 256) -> tuple[np.ndarray, float]:

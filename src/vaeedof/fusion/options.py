@@ -5,5 +5,11 @@ OUTPUT_MODES = ("latent", "hybrid")  # latent: every pixel decoded (the paper); 
 PRECISIONS = ("auto", "fp32", "bf16")
 ALIGN_MODES = ("auto", "on", "off")
 MOTION_MODELS = ("similarity", "affine", "homography")
+# What `--align auto` takes for motion and for an exposure change (vaeedof.fusion.evidence and
+# .exposure decide by them; the help text states them).
+EVIDENT_MOTION_PX = 2.0  # of the full frame
+# A gain this close to 1 is left at 1: defocus alone shifts flat regions of registered renders
+# (no exposure change) by up to 1.0 %.
+MIN_GAIN = 0.02
 # Tile sides (px) of tiled inference: the VAE's 8x times the U-Net's three 2x downsamplings.
 TILE_MULTIPLE = 64
