@@ -89,8 +89,9 @@ def cmd_throughput(args) -> None:
 def cmd_readme(args) -> None:
     from ..evaluation.readme import update
 
-    changed = update(args.readme, args.reports, args.benchmarks, args.check)
-    print(f"{args.readme}: " + (f"regenerated {', '.join(changed)}" if changed else "figures up to date"))
+    for document in args.documents:
+        changed = update(document, args.reports, args.benchmarks, args.check)
+        print(f"{document}: " + (f"regenerated {', '.join(changed)}" if changed else "figures up to date"))
 
 
 def add_commands(sub, add_model_args, add_tracking_arg) -> None:
@@ -152,8 +153,9 @@ def add_commands(sub, add_model_args, add_tracking_arg) -> None:
                    "sqlite:///<cwd>/mlflow.db)")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("readme", help="regenerate the README's result figures from the reports")
-    p.add_argument("readme", nargs="?", default="README.md")
+    p = sub.add_parser("readme", help="regenerate the generated figures of the README (or of docs/*.md) "
+                       "from the files they name")
+    p.add_argument("documents", nargs="*", default=["README.md"], metavar="DOCUMENT")
     p.add_argument("--reports", default="reports")
     p.add_argument("--benchmarks", default="benchmarks")
     p.add_argument("--check", action="store_true", help="change nothing; fail when a figure is stale")
