@@ -170,7 +170,8 @@ def test_real_stacks_discovery_and_sheet(tmp_path):
 
 
 def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
-    """README blocks between markers come from reports/ and benchmarks/; --check fails on drift."""
+    """README blocks between markers are results/ tables, collected from reports/ and benchmarks/
+    with a stamp; --check fails on drift."""
     from vaeedof.cli import main
 
     reports, bench = tmp_path / "reports", tmp_path / "benchmarks" / "train"
@@ -231,11 +232,16 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
              "handheld-observability", "handheld-photos", "photo-stacks"]
     readme.write_text("intro\n" + "".join(f"<!-- reports:{n} -->\nold\n<!-- /reports:{n} -->\n"
                                            for n in names))
-    args = [str(readme), "--reports", str(reports), "--benchmarks", str(tmp_path / "benchmarks")]
+    args = [str(readme), "--results", str(tmp_path / "results"), "--reports", str(reports), "--benchmarks",
+            str(tmp_path / "benchmarks")]
     assert main(["readme", *args, "--check"]) == 2
-    assert "stale figures" in capsys.readouterr().err
-    assert main(["readme", *args]) == 0
+    assert "results/table.csv: not recorded" in capsys.readouterr().err
+    assert main(["readme", *args, "--collect"]) == 0
+    assert "collected table," in capsys.readouterr().out
+    stamp = (tmp_path / "results/table.csv").read_text().splitlines()[:2]
+    assert stamp[0] == "# made by: snakemake --cores all" and stamp[1].startswith("# commit: ")
     text = readme.read_text()
+    assert "From `" in text and "`snakemake --cores all` at commit" in text
     assert "| vaeedof_hybrid | **34.00** |" in text or "**34.00**" in text
     assert "| vaeedof_hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
     assert "40.0/32.0, 28.0/32.0" in text and "| train | 1 | 218 |" in text and "old" not in text
@@ -251,12 +257,13 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
             "29.50 | 22.00 |") in text
     assert main(["readme", *args, "--check"]) == 0
     (reports / "metrics.json").write_text(json.dumps(dict(summary, scenes=3)))
-    assert main(["readme", *args, "--check"]) == 2
+    assert main(["readme", *args, "--check"]) == 0  # the committed tables, not the reports, decide
+    assert main(["readme", *args, "--collect", "--check"]) == 2  # collected anew: the README is stale
     capsys.readouterr()
     atomic.write_csv(reports / "hybrid_focus_sweep.csv", [  # a sweep recorded before the reblur term
         {"collection": "MFI-WHU", "method": "gff", "focus_weight": "", "focus_floor": "", "metric": "qabf",
          "value": 0.7223}])
-    assert main(["readme", *args]) == 2
+    assert main(["readme", *args, "--collect"]) == 2
     assert "hybrid_focus_sweep.csv: no reblur_weight column" in capsys.readouterr().err
 
 

@@ -87,10 +87,14 @@ def cmd_throughput(args) -> None:
 
 
 def cmd_readme(args) -> None:
-    from ..evaluation.readme import update
+    from ..evaluation.readme import collect, update
 
+    if args.collect:
+        collected, missing = collect(Path(args.reports), Path(args.benchmarks), Path(args.results))
+        print(f"{args.results}: collected {', '.join(collected) or 'nothing'}"
+              + (f"; no reports for {', '.join(missing)} (kept as recorded)" if missing else ""))
     for document in args.documents:
-        changed = update(document, args.reports, args.benchmarks, args.check)
+        changed = update(document, args.results, args.check)
         print(f"{document}: " + (f"regenerated {', '.join(changed)}" if changed else "figures up to date"))
 
 
@@ -153,9 +157,12 @@ def add_commands(sub, add_model_args, add_tracking_arg) -> None:
                    "sqlite:///<cwd>/mlflow.db)")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("readme", help="regenerate the generated figures of the README (or of docs/*.md) "
-                       "from the files they name")
+    p = sub.add_parser("readme", help="regenerate the figures of the README (or of docs/*.md) from the "
+                       "committed tables of results/")
     p.add_argument("documents", nargs="*", default=["README.md"], metavar="DOCUMENT")
+    p.add_argument("--results", default="results")
+    p.add_argument("--collect", action="store_true", help="first write results/ from reports/ and "
+                   "benchmarks/ (after the pipeline or a study's script)")
     p.add_argument("--reports", default="reports")
     p.add_argument("--benchmarks", default="benchmarks")
     p.add_argument("--check", action="store_true", help="change nothing; fail when a figure is stale")

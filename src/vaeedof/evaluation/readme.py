@@ -1,9 +1,12 @@
-"""`vaeedof readme`: the README's result figures regenerated from `reports/` (and the stage
-timings from `benchmarks/`), never typed by hand. Each generated block sits between
-`<!-- reports:NAME -->` and `<!-- /reports:NAME -->`; `--check` fails when one is stale.
+"""`vaeedof readme`: the figures of README.md and docs/ regenerated from committed files, never
+typed by hand. Each generated block sits between `<!-- reports:NAME -->` and
+`<!-- /reports:NAME -->` and is the table `results/NAME.csv` holds (vaeedof.evaluation.results),
+or the release model's card, or the alignment decisions beside docs/alignment.md; `--check` fails
+when one is stale. `--collect` first turns what the pipeline and the studies wrote under
+`reports/` and `benchmarks/` into `results/` tables, stamped with the command and the commit.
 
 Training is bit-identical on one machine, not across machines (float summation order differs),
-so the figures are those of the run whose reports are at hand."""
+so the figures are those of the run whose reports were collected."""
 
 from __future__ import annotations
 
@@ -17,10 +20,15 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import VaeedofError
+from . import results
 from .scores import table_markdown
 
 BLOCK = re.compile(r"(<!-- reports:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /reports:(?P=name) -->)", re.S)
 HYBRID, LATENT, CEILING = "vaeedof_hybrid", "vaeedof", "vae_ceiling"
+
+
+class MissingReport(VaeedofError):
+    """A figure's reports are not here (not made on this machine): `--collect` keeps its table."""
 
 
 def _rows(path: Path, maker: str = "the evaluation: snakemake --cores all") -> list[dict]:
@@ -28,7 +36,7 @@ def _rows(path: Path, maker: str = "the evaluation: snakemake --cores all") -> l
         with open(path, newline="") as handle:
             return list(csv.DictReader(handle))
     except FileNotFoundError:
-        raise VaeedofError(f"{path}: not found (run {maker} first)") from None
+        raise MissingReport(f"{path}: not found (run {maker} first)") from None
 
 
 def _metrics(reports: Path) -> dict:
@@ -36,7 +44,7 @@ def _metrics(reports: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise VaeedofError(f"{path}: not found (run the evaluation first: snakemake --cores all)") from None
+        raise MissingReport(f"{path}: not found (run the evaluation first: snakemake --cores all)") from None
 
 
 def table_block(reports: Path) -> str:
@@ -109,7 +117,7 @@ def timings_block(benchmarks: Path) -> str:
         total, jobs = totals.get(stage, (0.0, 0))
         totals[stage] = (total + seconds, jobs + 1)
     if not totals:
-        return "No benchmark files found.\n"
+        raise MissingReport(f"{benchmarks}: no benchmark files (run the pipeline first)")
     lines = ["| stage | jobs | seconds |", "|---|---|---|"]
     lines += [f"| {stage} | {jobs} | {total:.0f} |" for stage, (total, jobs) in totals.items()]
     return "\n".join(lines) + "\n"
@@ -274,26 +282,56 @@ def align_decisions_block(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def blocks(reports: Path, benchmarks: Path, docs: Path = Path("docs")) -> dict[str, callable]:
-    return {"align-decisions": lambda: align_decisions_block(docs),
-            "table": lambda: table_block(reports), "per-scene": lambda: per_scene_block(reports),
-            "difficulty": lambda: difficulty_block(reports),
-            "throughput": lambda: throughput_block(reports), "timings": lambda: timings_block(benchmarks),
-            "fuse-speed": lambda: fuse_speed_block(reports), "handheld": lambda: handheld_block(reports),
-            "hybrid-sweep": lambda: hybrid_sweep_block(reports),
-            "handheld-observability": lambda: handheld_observability_block(reports),
-            "handheld-photos": lambda: handheld_photos_block(reports),
-            "photo-stacks": lambda: photo_stacks_block(reports),
-            "latent-gap": lambda: latent_gap_block(reports),
-            "release": release_block}
+PIPELINE = "snakemake --cores all"
+# Figure -> (what makes its table from reports/ and benchmarks/, the command that wrote those).
+COLLECTORS = {
+    "table": (lambda r, b: table_block(r), PIPELINE),
+    "per-scene": (lambda r, b: per_scene_block(r), PIPELINE),
+    "difficulty": (lambda r, b: difficulty_block(r), PIPELINE),
+    "throughput": (lambda r, b: throughput_block(r), PIPELINE),
+    "handheld": (lambda r, b: handheld_block(r), PIPELINE),
+    "timings": (lambda r, b: timings_block(b), PIPELINE),
+    "fuse-speed": (lambda r, b: fuse_speed_block(r), "python scripts/bench_fuse.py --record CASE"),
+    "hybrid-sweep": (lambda r, b: hybrid_sweep_block(r), "python scripts/sweep_hybrid_focus.py --record"),
+    "handheld-observability": (lambda r, b: handheld_observability_block(r),
+                               "python scripts/handheld_observability.py --record"),
+    "handheld-photos": (lambda r, b: handheld_photos_block(r),
+                        "python scripts/handheld_photo_stacks.py --record"),
+    "photo-stacks": (lambda r, b: photo_stacks_block(r), "python scripts/photo_stacks.py --record"),
+    "latent-gap": (lambda r, b: latent_gap_block(r), "python scripts/latent_gap.py --record"),
+}
 
 
-def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",
-           benchmarks: str | os.PathLike = "benchmarks", check: bool = False) -> list[str]:
+def collect(reports: Path, benchmarks: Path, folder: Path) -> tuple[list[str], list[str]]:
+    """Write `results/<figure>.csv` for every figure whose reports exist; return the figures
+    collected and those whose reports are missing (left as recorded)."""
+    from ..provenance import git_commit
+
+    collected, missing = [], []
+    for name, (make, made_by) in COLLECTORS.items():
+        try:
+            markdown = make(reports, benchmarks)
+        except MissingReport:
+            missing.append(name)
+            continue
+        commit = _metrics(reports).get("git_commit") if made_by == PIPELINE and \
+            (reports / "metrics.json").exists() else None
+        results.record(name, markdown, made_by, commit or git_commit(), folder=folder)
+        collected.append(name)
+    return collected, missing
+
+
+def blocks(results_folder: Path, docs: Path = Path("docs")) -> dict[str, callable]:
+    makers = {name: (lambda name=name: results.block(name, results_folder)) for name in COLLECTORS}
+    return makers | {"align-decisions": lambda: align_decisions_block(docs), "release": release_block}
+
+
+def update(readme: str | os.PathLike, results_folder: str | os.PathLike = results.FOLDER,
+           check: bool = False) -> list[str]:
     """Regenerate every marked block; return the names of the blocks that changed. With
     `check`, write nothing and raise when any block is stale."""
     readme = Path(readme)
-    makers = blocks(Path(reports), Path(benchmarks), readme.parent)
+    makers = blocks(Path(results_folder), readme.parent)
     text = readme.read_text()
     changed = []
 
@@ -309,7 +347,7 @@ def update(readme: str | os.PathLike, reports: str | os.PathLike = "reports",
     new = BLOCK.sub(replace, text)
     if check and changed:
         raise VaeedofError(f"{readme}: stale figures in block(s) {', '.join(changed)}; "
-                           "run `vaeedof readme` to regenerate them from the reports")
+                           "run `vaeedof readme` to regenerate them from results/")
     if not check and new != text:
         atomic.write_text(readme, new)
     return changed
