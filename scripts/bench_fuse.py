@@ -9,6 +9,9 @@ asserts nothing.
 
     python scripts/bench_fuse.py --images ../shared/data/real/Lytro/lytro-01/*.jpg
     python scripts/bench_fuse.py --size 4096 --inputs 7
+
+`--record CASE` keeps the case's row in scripts/fuse_speed.csv and writes the `fuse-speed` figure's
+table (every recorded case) in results/.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from vaeedof.fusion.options import ALIGN_MODES, OUTPUT_MODES, PRECISIONS
 from vaeedof.images import LoadedImage
 from vaeedof.nets.unet import FusionUNet
 from vaeedof.nets.vae import SPECS, TinyVAE
+
+CSV = Path(__file__).parent / "fuse_speed.csv"
 
 
 def matmul_rate(device: torch.device, side: int = 2048, repeats: int = 10) -> float:
@@ -77,8 +82,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
     parser.add_argument("--cli-repeats", type=int, default=0, help="with --images: also time the whole "
                         "`vaeedof fuse` command (imports and loading included) this many times")
-    parser.add_argument("--record", metavar="LABEL", help="also add a row to reports/fuse_speed.csv "
-                        "(the README's speed figures are generated from it)")
+    parser.add_argument("--record", metavar="LABEL", help="also keep a row in scripts/fuse_speed.csv "
+                        "and the `fuse-speed` figure's table in results/")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -134,7 +139,7 @@ def main() -> None:
         row["cli_wall_s"] = cli_wall(args, args.cli_repeats)
         print(f"`vaeedof fuse` command: {row['cli_wall_s']} s wall (median of {args.cli_repeats})")
     if args.record:
-        record(row, Path("reports/fuse_speed.csv"))
+        record(row, CSV)
 
 
 def cli_wall(args, repeats: int) -> float:
@@ -159,16 +164,39 @@ def cli_wall(args, repeats: int) -> float:
 
 
 def record(row: dict, path: Path) -> None:
-    """Replace the row of the same case (or add it) in the CSV, atomically."""
+    """Replace the row of the same case (or add it) in the CSV, atomically, and the `fuse-speed`
+    figure's table in results/ (from every recorded case)."""
     import csv
+    import shlex
+    import sys
 
     from vaeedof import atomic
+    from vaeedof.evaluation import results
+    from vaeedof.provenance import git_commit
 
     rows = list(csv.DictReader(open(path))) if path.exists() else []
     rows = [r for r in rows if r["case"] != row["case"]] + [row]
     fields = list(row) + sorted({k for r in rows for k in r} - set(row))
     atomic.write_csv(path, rows, fields)
-    print(f"recorded in {path}")
+    table = speed_table([{k: str(v) for k, v in r.items()} for r in rows])
+    figure = results.record("fuse-speed", table, shlex.join(["python", *sys.argv]), git_commit())
+    print(f"recorded in {path} and {figure}")
+
+
+def speed_table(rows: list[dict]) -> str:
+    """The `fuse-speed` figure: the recorded cases' seconds per stage of `vaeedof fuse`."""
+    lines = ["| case | inputs | size | device | command wall s | fusion wall s | align s | encode s | "
+             "U-Net s | decode s | compose s | VAE check s | encode / decode GFLOP/s (matmul) | peak GiB |",
+             "|---" * 14 + "|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['inputs']} | {r['width']}x{r['height']} | {r['device']} "
+                     f"{r['precision']} | {r.get('cli_wall_s') or '-'} | {r['wall_s']} | "
+                     f"{r.get('align_s', '-')} | "
+                     f"{r['encode_s']} | {r['unet_s']} | "
+                     f"{r['decode_s']} | {r['compose_s']} | {r['vae_check_s']} | "
+                     f"{r.get('encode_gflops', '-')} / "
+                     f"{r.get('decode_gflops', '-')} ({r['roofline_gflops']}) | {r['peak_gib']} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

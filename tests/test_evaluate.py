@@ -190,46 +190,8 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
         {"bin": 0, "difficulty": 60.0, "method": "vaeedof_hybrid", "psnr": 70.0, "patches": 9}])
     atomic.write_csv(reports / "throughput.csv", [
         {"inputs": 2, "method": "gff", "images_per_s": 3.7, "device": "cpu"}])
-    sweep = {"stacks": 30, "model": "fusion_release.safetensors", "focus_floor": 3e-4}
-    atomic.write_csv(reports / "hybrid_focus_sweep.csv", [
-        dict(sweep, collection="MFI-WHU", method="gff", focus_weight="", focus_floor="", reblur_weight="",
-             metric="qabf", value=0.7223),
-        dict(sweep, collection="mattingmfif/test", method="gff", focus_weight="", focus_floor="",
-             reblur_weight="", metric="psnr", value=30.7),
-        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, reblur_weight=b, metric=m,
-               value=v)
-          for c, m, w, b, v in [("MFI-WHU", "qabf", 0.0, 0.0, 0.71),
-                                ("MFI-WHU", "qabf", 0.0, 3.0, 0.72),
-                                ("MFI-WHU", "qabf", 4.0, 0.0, 0.7241),
-                                ("MFI-WHU", "qabf", 4.0, 3.0, 0.7257),
-                                *[("mattingmfif/test", "psnr", w, b, 33.0 + w / 10 + b / 10)
-                                  for w in (0.0, 4.0) for b in (0.0, 3.0)]]]])
-    frame = {"split": "photographic", "scene": "s0", "motion_px": 3.0, "estimator_error_px": 3.0,
-             "oracle_registered_px": 0.5}
-    atomic.write_csv(reports / "handheld_observability.csv", [
-        dict(frame, frame=0, is_reference=0, in_focus_fraction=0.6, oracle_error_px=0.2),
-        dict(frame, frame=1, is_reference=1, in_focus_fraction=0.0, oracle_error_px=0.0),
-        dict(frame, frame=2, is_reference=0, in_focus_fraction=0.01, oracle_error_px=9.0),  # left out
-        dict(frame, frame=3, is_reference=0, in_focus_fraction=0.3, oracle_error_px=1.0,
-             estimator_error_px="")])
-    atomic.write_csv(reports / "handheld_true_transforms.csv", [
-        {"split": "photographic", "scene": "s0", "auto_leaves_registered": 0, "gff_registered": 30.0,
-         "gff_registered_auto": 29.9, "gff_true_transforms": 29.5, "gff_unaligned": 22.0}])
-    stack = {"frames": 3, "method": "gff", "aligned_applied": 1, "fuse_s": 2.0}
-    atomic.write_csv(reports / "handheld_photo_stacks.csv", [
-        dict(stack, stack="a", registered=40.0, registered_auto=40.0, unaligned=20.0,
-             true_transforms=39.0, aligned=38.9,
-             corner_error_px=0.05, align_s=0.2),
-        dict(stack, stack="b", registered=30.0, registered_auto=30.01, unaligned=20.0,
-             true_transforms=29.5, aligned=29.7,
-             corner_error_px=0.15, align_s=0.4)])
-    atomic.write_csv(reports / "photo_stacks.csv", [
-        {"stack": s, "planes": 2, "method": m, "psnr": p, "ssim": 0.9}
-        for s, m, p in [("a", "gff", 30.0), ("b", "gff", 34.0), ("a", "vaeedof_hybrid", 31.0),
-                        ("b", "vaeedof_hybrid", 33.0)]])
     readme = tmp_path / "README.md"
-    names = ["table", "per-scene", "difficulty", "throughput", "timings", "hybrid-sweep",
-             "handheld-observability", "handheld-photos", "photo-stacks"]
+    names = ["table", "per-scene", "difficulty", "throughput", "timings"]
     readme.write_text("intro\n" + "".join(f"<!-- reports:{n} -->\nold\n<!-- /reports:{n} -->\n"
                                            for n in names))
     args = [str(readme), "--results", str(tmp_path / "results"), "--reports", str(reports), "--benchmarks",
@@ -245,30 +207,14 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert "| vaeedof_hybrid | **34.00** |" in text or "**34.00**" in text
     assert "| vaeedof_hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
     assert "40.0/32.0, 28.0/32.0" in text and "| train | 1 | 218 |" in text and "old" not in text
-    assert "| 4 | 0.7241 | 0.7257 | 33.40 | 33.70 |" in text
-    assert "focus floor 0.0003" in text
-    assert "Q^AB/F on MFI-WHU (30 stacks): GFF 0.7223" in text
-    assert "PSNR on mattingmfif/test (30 stacks): GFF 30.70" in text
-    assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "
-            "0.30 / 2.00 (15%) |") in text
-    assert "| gff | 2 | 32.00 | 0.9000 | - |" in text
-    assert "| vaeedof_hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
-    assert ("| photographic | 1 | 0 | -0.100 (-0.100) | 1 | 2 | 3.00 | 3.00 | 0.60 | 50% | 0.50 | 30.00 | "
-            "29.50 | 22.00 |") in text
     assert main(["readme", *args, "--check"]) == 0
     (reports / "metrics.json").write_text(json.dumps(dict(summary, scenes=3)))
     assert main(["readme", *args, "--check"]) == 0  # the committed tables, not the reports, decide
     assert main(["readme", *args, "--collect", "--check"]) == 2  # collected anew: the README is stale
-    capsys.readouterr()
-    atomic.write_csv(reports / "hybrid_focus_sweep.csv", [  # a sweep recorded before the reblur term
-        {"collection": "MFI-WHU", "method": "gff", "focus_weight": "", "focus_floor": "", "metric": "qabf",
-         "value": 0.7223}])
-    assert main(["readme", *args, "--collect"]) == 2
-    assert "hybrid_focus_sweep.csv: no reblur_weight column" in capsys.readouterr().err
 
 
 def test_defocus_radius_is_the_thin_lens_blur_disc():
-    from vaeedof.evaluation.handheld import defocus_radius_px
+    from experiments.handheld.measures import defocus_radius_px
 
     camera = {"aperture_m": 0.05, "focal_length_mm": 100.0, "sensor_width_mm": 36.0}
     assert defocus_radius_px(camera, 5.0, 5.0, 1024) == 0.0
@@ -278,7 +224,7 @@ def test_defocus_radius_is_the_thin_lens_blur_disc():
 
 
 def test_corner_error_is_the_rms_corner_distance():
-    from vaeedof.evaluation.handheld import corner_error
+    from experiments.handheld.measures import corner_error
 
     shifted = np.eye(3)
     shifted[:2, 2] = (3.0, 4.0)

@@ -1,11 +1,11 @@
-"""Focus stacks made from a photograph (`vaeedof.evaluation.photo_stacks`): the defocus they model
+"""Focus stacks made from a photograph (`experiments/photo_stacks/stacks.py`): the defocus they model
 is the one described, so that scores against the photograph mean what they say."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vaeedof.evaluation import photo_stacks as ps
+from experiments.photo_stacks import stacks as ps
 
 
 def _texture(size: int, seed: int = 0) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_the_summary_counts_the_stacks_above_gff():
 
 
 def test_the_latent_gap_pools_error_by_distance_to_a_plane_edge():
-    from vaeedof.evaluation.latent_gap import GapAccumulator, bin_labels, edge_bins, edge_distance, summary
+    from experiments.latent_gap.gap import GapAccumulator, bin_labels, edge_bins, edge_distance, summary
 
     index = np.zeros((8, 100), np.uint8)
     index[:, 50:] = 1
@@ -110,7 +110,7 @@ def test_held_out_photos_are_read_or_named_when_missing(tmp_path):
 
 
 def test_the_input_selection_oracle_takes_each_region_from_the_input_that_holds_it():
-    from vaeedof.evaluation.latent_gap import input_selection_oracle
+    from experiments.latent_gap.gap import input_selection_oracle
 
     gt = _texture(40)
     left, right = gt.copy(), gt.copy()
@@ -136,8 +136,8 @@ def test_held_out_crops_are_seeded_per_photograph_crop_and_stream(tmp_path):
 
 
 def test_a_band_without_error_is_infinite_and_a_missing_plane_index_is_named(tmp_path):
+    from experiments.latent_gap.gap import GapAccumulator, edge_bins
     from vaeedof.errors import VaeedofError
-    from vaeedof.evaluation.latent_gap import GapAccumulator, edge_bins
     from vaeedof.render import layout
 
     bins = edge_bins(np.zeros((4, 4), np.uint8))

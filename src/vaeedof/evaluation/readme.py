@@ -123,23 +123,6 @@ def timings_block(benchmarks: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fuse_speed_block(reports: Path) -> str:
-    """`scripts/bench_fuse.py --record LABEL` rows: seconds per stage of `vaeedof fuse`."""
-    rows = _rows(reports / "fuse_speed.csv")
-    lines = ["| case | inputs | size | device | command wall s | fusion wall s | align s | encode s | "
-             "U-Net s | decode s | compose s | VAE check s | encode / decode GFLOP/s (matmul) | peak GiB |",
-             "|---" * 14 + "|"]
-    for r in rows:
-        lines.append(f"| {r['case']} | {r['inputs']} | {r['width']}x{r['height']} | {r['device']} "
-                     f"{r['precision']} | {r.get('cli_wall_s') or '-'} | {r['wall_s']} | "
-                     f"{r.get('align_s', '-')} | "
-                     f"{r['encode_s']} | {r['unet_s']} | "
-                     f"{r['decode_s']} | {r['compose_s']} | {r['vae_check_s']} | "
-                     f"{r.get('encode_gflops', '-')} / "
-                     f"{r.get('decode_gflops', '-')} ({r['roofline_gflops']}) | {r['peak_gib']} |")
-    return "\n".join(lines) + "\n"
-
-
 def handheld_block(reports: Path) -> str:
     """Registered versus hand-held (aligned) test stacks, per method."""
     registered, handheld = _metrics(reports), _metrics(reports / "handheld")
@@ -152,92 +135,6 @@ def handheld_block(reports: Path) -> str:
                          f"{scores['PSNR'] - base['PSNR']:+.2f} | {base.get('SSIM', float('nan')):.4f} | "
                          f"{scores.get('SSIM', float('nan')):.4f} |")
     return "\n".join(lines) + f"\n\n{handheld['scenes']} scenes, alignment `{handheld.get('align', '?')}`.\n"
-
-
-def hybrid_sweep_block(reports: Path) -> str:
-    """`scripts/sweep_hybrid_focus.py --record`: the hybrid output per focus weight (rows) and
-    reblur weight (columns), Q^AB/F on the development collection and, when measured, PSNR on a
-    rendered split, each beside GFF's."""
-    path = reports / "hybrid_focus_sweep.csv"
-    rows = _rows(path)
-    if rows and "reblur_weight" not in rows[0]:  # recorded before the reblur term existed
-        raise VaeedofError(f"{path}: no reblur_weight column (re-record it: python "
-                           "scripts/sweep_hybrid_focus.py DEV_COLLECTION --record)")
-    metrics = [m for m in ("qabf", "psnr") if any(r["metric"] == m for r in rows)]
-    mine = [r for r in rows if r["method"] == HYBRID]
-    reblurs = sorted({float(r["reblur_weight"]) for r in mine})
-    weights = sorted({float(r["focus_weight"]) for r in mine})
-    floors = sorted({float(r["focus_floor"]) for r in mine})
-    score = {(r["metric"], float(r["focus_weight"]), float(r["reblur_weight"])): float(r["value"])
-             for r in mine}
-    label = {"qabf": "Q^AB/F", "psnr": "PSNR"}
-    columns = [f"{label[m]}, reblur {b:g}" for m in metrics for b in reblurs]
-    lines = ["| focus weight | " + " | ".join(columns) + " |",
-             "|---" * (len(reblurs) * len(metrics) + 1) + "|"]
-    lines += [f"| {w:g} | " + " | ".join(f"{score[(m, w, b)]:.{4 if m == 'qabf' else 2}f}"
-                                         for m in metrics for b in reblurs) + " |" for w in weights]
-    notes = []
-    for metric in metrics:
-        first = next(r for r in rows if r["metric"] == metric)
-        gff = next(float(r["value"]) for r in rows if r["metric"] == metric and r["method"] == "gff")
-        notes.append(f"{label[metric]} on {first['collection']} ({first['stacks']} stacks): GFF "
-                     f"{gff:.{4 if metric == 'qabf' else 2}f}")
-    return ("\n".join(lines) + f"\n\nModel `{rows[0]['model']}`, focus floor "
-            f"{', '.join(f'{f:g}' for f in floors)}. " + "; ".join(notes) + ".\n")
-
-
-def handheld_observability_block(reports: Path) -> str:
-    """`scripts/handheld_observability.py --record`: per split, how often the reference frame holds
-    nothing in focus, and how well the motion of the frames that do can be estimated."""
-    from .handheld import observability_summary
-
-    frames = _rows(reports / "handheld_observability.csv")
-    scenes = _rows(reports / "handheld_true_transforms.csv")
-    header = ["split", "scenes", "registered left untouched by auto",
-              "auto on registered, GFF dB: mean (worst)", "reference frame with nothing in focus",
-              "frames in focus on a visible plane", "their motion, median px",
-              "error of `estimate`, median px", "oracle error, median px", "oracle under 0.5 px",
-              "oracle on the registered copy, median px", "GFF registered", "GFF, true transforms",
-              "GFF, unaligned"]
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    for split in sorted({r["split"] for r in frames}):
-        s = observability_summary([r for r in frames if r["split"] == split],
-                                  [r for r in scenes if r["split"] == split])
-        cells = [split, s["scenes"], s["auto_leaves_registered"],
-                 f"{s['auto_change_db_mean']:+.3f} ({s['auto_change_db_worst']:+.3f})",
-                 s["reference_without_focus"],
-                 s["frames_holding_focus"],
-                 *(f"{s[k]:.2f}" for k in ("motion_px_median", "estimator_error_px_median",
-                                           "oracle_error_px_median")),
-                 f"{s['oracle_under_half_px']:.0%}",
-                 *(f"{s[k]:.2f}" for k in ("oracle_registered_px_median", "gff_registered",
-                                           "gff_true_transforms", "gff_unaligned"))]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def handheld_photos_block(reports: Path) -> str:
-    """`scripts/handheld_photo_stacks.py --record`: alignment on hand-held stacks made from the
-    held-out photographs, per method."""
-    from .handheld import photo_stacks_summary
-
-    rows = _rows(reports / "handheld_photo_stacks.csv")
-    return "\n".join(photo_stacks_summary(rows)) + "\n"
-
-
-def photo_stacks_block(reports: Path) -> str:
-    """`scripts/photo_stacks.py --record`: every method on occluding-plane stacks made from the
-    held-out photographs, against the photograph."""
-    from .photo_stacks import summary
-
-    return "\n".join(summary(_rows(reports / "photo_stacks.csv"))) + "\n"
-
-
-def latent_gap_block(reports: Path) -> str:
-    """`scripts/latent_gap.py --record`: per split and method, PSNR by distance to a plane edge."""
-    from .latent_gap import summary
-
-    return "\n".join(summary(_rows(reports / "latent_gap.csv"))) + "\n"
 
 
 def release_block() -> str:
@@ -255,11 +152,11 @@ def release_block() -> str:
 
 
 def align_decisions_block(docs: Path) -> str:
-    """What `--align auto` decided on stacks whose motion is known (`scripts/align_decisions.py`
+    """What `--align auto` decided on stacks whose motion is known (`experiments/handheld/align_decisions.py`
     writes the CSV beside the document), and the thresholds it decided by."""
     from ..fusion import evidence
 
-    rows = _rows(docs / "alignment-decisions.csv", "python scripts/align_decisions.py DATA")
+    rows = _rows(docs / "alignment-decisions.csv", "python -m experiments.handheld.align_decisions DATA")
     lines = ["| set | motion | stacks | warped by `auto` | apparent motion, largest px | motion in blocks "
              "sharp in both, largest px | aligner's corner error px, median (max) |",
              "|---|---|---|---|---|---|---|"]
@@ -291,14 +188,6 @@ COLLECTORS = {
     "throughput": (lambda r, b: throughput_block(r), PIPELINE),
     "handheld": (lambda r, b: handheld_block(r), PIPELINE),
     "timings": (lambda r, b: timings_block(b), PIPELINE),
-    "fuse-speed": (lambda r, b: fuse_speed_block(r), "python scripts/bench_fuse.py --record CASE"),
-    "hybrid-sweep": (lambda r, b: hybrid_sweep_block(r), "python scripts/sweep_hybrid_focus.py --record"),
-    "handheld-observability": (lambda r, b: handheld_observability_block(r),
-                               "python scripts/handheld_observability.py --record"),
-    "handheld-photos": (lambda r, b: handheld_photos_block(r),
-                        "python scripts/handheld_photo_stacks.py --record"),
-    "photo-stacks": (lambda r, b: photo_stacks_block(r), "python scripts/photo_stacks.py --record"),
-    "latent-gap": (lambda r, b: latent_gap_block(r), "python scripts/latent_gap.py --record"),
 }
 
 
@@ -321,9 +210,14 @@ def collect(reports: Path, benchmarks: Path, folder: Path) -> tuple[list[str], l
     return collected, missing
 
 
-def blocks(results_folder: Path, docs: Path = Path("docs")) -> dict[str, callable]:
-    makers = {name: (lambda name=name: results.block(name, results_folder)) for name in COLLECTORS}
-    return makers | {"align-decisions": lambda: align_decisions_block(docs), "release": release_block}
+def make_block(name: str, results_folder: Path, docs: Path = Path("docs")) -> str:
+    """Figure `name` as shown: the release model's card, the alignment decisions beside the docs,
+    or the table of `results/<name>.csv` (the pipeline's, collected; a study's, recorded by it)."""
+    if name == "release":
+        return release_block()
+    if name == "align-decisions":
+        return align_decisions_block(docs)
+    return results.block(name, results_folder)
 
 
 def update(readme: str | os.PathLike, results_folder: str | os.PathLike = results.FOLDER,
@@ -331,15 +225,12 @@ def update(readme: str | os.PathLike, results_folder: str | os.PathLike = result
     """Regenerate every marked block; return the names of the blocks that changed. With
     `check`, write nothing and raise when any block is stale."""
     readme = Path(readme)
-    makers = blocks(Path(results_folder), readme.parent)
     text = readme.read_text()
     changed = []
 
     def replace(match: re.Match) -> str:
         name = match["name"]
-        if name not in makers:
-            raise VaeedofError(f"{readme}: unknown generated block {name!r} (known: {', '.join(makers)})")
-        body = makers[name]()
+        body = make_block(name, Path(results_folder), readme.parent)
         if body != match["body"]:
             changed.append(name)
         return match.group(1) + body + match.group(4)

@@ -293,7 +293,7 @@ def apply(images: list[torch.Tensor], alignment: Alignment) -> list[torch.Tensor
             continue
         pixels = as_float(image).permute(1, 2, 0).numpy()
         # Lanczos: of OpenCV's kernels it keeps the most fine detail (0.1-0.5 dB over bicubic in
-        # fused PSNR on scripts/handheld_photo_stacks.py's stacks); clipped below for its ringing.
+        # fused PSNR on experiments/handheld/photo_stacks.py's stacks); clipped below for its ringing.
         warped = pixels if identity else _warp(np.ascontiguousarray(pixels), matrix, cv2.INTER_LANCZOS4)
         corrected = np.clip(warped * gain.astype(np.float32) + offset.astype(np.float32), 0, 1)
         tensor = torch.from_numpy(np.ascontiguousarray(corrected)).permute(2, 0, 1)

@@ -174,17 +174,25 @@ class Fuser:
     def _compose(self, region, decoded: torch.Tensor, mix: torch.Tensor, padded: list[torch.Tensor]
                  ) -> torch.Tensor:
         """The hybrid output over one decoded region: inputs, decoded pixels and the mix logits
-        (bilinear from latent resolution, with a latent pixel of context) mixed per pixel."""
+        mixed per pixel."""
         r0, r1, c0, c1 = region
         inputs = torch.stack([as_float(image[:, r0:r1, c0:c1]) for image in padded]).to(self.device)
         inputs = fill_inputs(inputs[None], self.model.max_inputs)
+        return compose(self.pixel_logits(mix, region), inputs, decoded[None].float(),
+                       self.model.mix_sharpness, self.hybrid)[0]
+
+    @staticmethod
+    def pixel_logits(mix: torch.Tensor, region: tuple[int, int, int, int]) -> torch.Tensor:
+        """The mix logits (n, h, w) at pixel resolution over `region` (rows r0:r1, columns c0:c1
+        of the padded image): bilinear from latent resolution, with a latent pixel of context
+        so that a region's border is interpolated as the whole image's would be."""
+        r0, r1, c0, c1 = region
         a0, a1 = max(0, r0 // SCALE - 1), min(mix.shape[-2], r1 // SCALE + 1)
         b0, b1 = max(0, c0 // SCALE - 1), min(mix.shape[-1], c1 // SCALE + 1)
         logits = F.interpolate(mix[None, :, a0:a1, b0:b1], scale_factor=SCALE, mode="bilinear",
                                align_corners=False)
         top, left = r0 - a0 * SCALE, c0 - b0 * SCALE
-        logits = logits[..., top:top + (r1 - r0), left:left + (c1 - c0)]
-        return compose(logits, inputs, decoded[None].float(), self.model.mix_sharpness, self.hybrid)[0]
+        return logits[..., top:top + (r1 - r0), left:left + (c1 - c0)]
 
     @torch.inference_mode()
     def fuse_level(self, images: list[torch.Tensor], mode: str,

@@ -16,7 +16,7 @@ cannot be defocus:
 
 Hand-held stacks meet this with room to spare (a macro stack's neighbours share sharp detail
 where their depths of field overlap), registered ones do not: the counts on both kinds are in
-docs/alignment.md (`scripts/align_decisions.py`).
+docs/alignment.md (`experiments/handheld/align_decisions.py`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Hand-held focus stacks made from the held-out test photographs, where alignment can be judged:
-the rendered test split cannot (`scripts/handheld_observability.py`: most of its frames hold
+the rendered test split cannot (`observability.py`: most of its frames hold
 nothing in focus), real stacks have no ground truth.
 
 Per held-out photograph (`assets.photographic.test_photos`), `--crops` sharpest square crops at
@@ -15,9 +15,10 @@ Each stack is fused registered (`--align off` and `auto`), hand-held as it is, a
 with `--align auto`, by GFF and by the hybrid model; PSNR against the ground truth over the
 inner 90 % (uncovered borders are filled). Also the alignment's corner error against the true
 transforms and its time beside the fusion's. Prints the summary; `--record` writes
-reports/handheld_photo_stacks.csv, the README's `handheld-photos` block. Asserts nothing.
+handheld_photo_stacks.csv beside this script and the `handheld-photos` figure's table in
+results/. Asserts nothing. From the project's root:
 
-    python scripts/handheld_photo_stacks.py ../shared/mirror/photos \\
+    python -m experiments.handheld.photo_stacks PHOTOS \\
         --checkpoint src/vaeedof/release/fusion_release.safetensors --record
 """
 
@@ -31,12 +32,8 @@ import cv2
 import numpy as np
 import torch
 
-from vaeedof import atomic
-from vaeedof import params as params_module
-from vaeedof.errors import VaeedofError
-from vaeedof.evaluation.baselines import guided_filter_fusion
-from vaeedof.evaluation.handheld import corner_error, hand_held_transforms, photo_stacks_summary
-from vaeedof.evaluation.photo_stacks import (
+from experiments.handheld.measures import corner_error, photo_stacks_table
+from experiments.photo_stacks.stacks import (
     SUPERSAMPLE,
     depth_map,
     focus_frame,
@@ -45,12 +42,18 @@ from vaeedof.evaluation.photo_stacks import (
     sharp_crop,
     to_uint8_tensor,
 )
+from experiments.record import figure
+from vaeedof import atomic
+from vaeedof import params as params_module
+from vaeedof.errors import VaeedofError
+from vaeedof.evaluation.baselines import guided_filter_fusion
+from vaeedof.evaluation.handheld import hand_held_transforms
 from vaeedof.fusion.align import align_stack, rescale_transform, warp
 from vaeedof.fusion.loader import choose_checkpoint, load_fuser
 from vaeedof.images import psnr
 
-CSV = Path("reports") / "handheld_photo_stacks.csv"
-STREAM = 43  # this script's random stream (scripts/photo_stacks.py uses 47)
+CSV = Path(__file__).parent / "handheld_photo_stacks.csv"
+STREAM = 43  # this script's random stream (experiments/photo_stacks/run.py uses 47)
 
 
 def make_stack(photo, rng: np.random.Generator, size: int, max_sigma: float, cfg: dict):
@@ -138,10 +141,11 @@ def main() -> None:
     for stack, photo, rng in held_out_crops(args.photos, params, args.crops, STREAM):
         made = make_stack(photo, rng, args.size, args.max_sigma, params["evaluate"]["handheld"])
         rows += measure(stack, *made, fusers)
-    for line in photo_stacks_summary(rows):
-        print(line)
+    table = photo_stacks_table(rows)
+    print(table, end="")
     if args.record:
         atomic.write_csv(CSV, rows)
+        figure("handheld-photos", table)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ The settings are chosen on a development collection (MFI-WHU by default) so that
 stay held out; the rendered split guards against what Q^AB/F does not see (a focus measure's
 halo beside edges costs PSNR, not edge transfer). Each stack is encoded, fused and decoded once;
 only the mix is recomputed per setting. Prints the table; `--record` writes
-reports/hybrid_focus_sweep.csv, from which the README's block is generated. Asserts nothing.
+hybrid_focus_sweep.csv beside this script and the `hybrid-sweep` figure's table in results/.
+Asserts nothing. From the project's root:
 
-    python scripts/sweep_hybrid_focus.py ../shared/data/real/MFI-WHU \
-        --rendered RELEASE_RUN/data/mattingmfif/test \
+    python -m experiments.hybrid_focus_sweep.sweep MFI-WHU \
+        --rendered RELEASE_DATA/mattingmfif/test \
         --checkpoint src/vaeedof/release/fusion_release.safetensors --record
 """
 
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from experiments.record import figure
 from vaeedof import atomic
 from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import guided_filter_fusion
@@ -38,6 +39,7 @@ from vaeedof.nets.unet import fill_inputs
 from vaeedof.nets.vae import SCALE, pad_to_multiple
 from vaeedof.render import layout
 
+CSV = Path(__file__).parent / "hybrid_focus_sweep.csv"
 WEIGHTS = (0.0, 2.0, 4.0, 8.0, 16.0)
 REBLUR_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
 
@@ -49,8 +51,8 @@ def ingredients(fuser, images: list[torch.Tensor]):
     with torch.inference_mode():
         fused, mix = fuser.fuse_latents([fuser.encode(image) for image in padded])
         decoded = fuser.vae.decode(fused[None].to(fuser.device)).float().cpu().clamp(0, 1)
-    logits = F.interpolate(mix[None].cpu(), scale_factor=SCALE, mode="bilinear", align_corners=False)
     inputs = fill_inputs(torch.stack(padded)[None], fuser.model.max_inputs)
+    logits = fuser.pixel_logits(mix.cpu(), (0, inputs.shape[-2], 0, inputs.shape[-1]))  # as fusing does
     return inputs, decoded[..., :inputs.shape[-2], :inputs.shape[-1]], logits
 
 
@@ -110,7 +112,8 @@ def main() -> None:
                         help="also PSNR on a rendered split with ground truth (a photographic test split)")
     parser.add_argument("--rendered-name", default="photographic test split", help="its name in the table")
     parser.add_argument("--checkpoint", default=None, help="default: as vaeedof fuse chooses")
-    parser.add_argument("--record", action="store_true", help="write reports/hybrid_focus_sweep.csv")
+    parser.add_argument("--record", action="store_true", help="write hybrid_focus_sweep.csv here and the "
+                        "figure's table in results/")
     args = parser.parse_args()
     fuser = load_fuser(args.checkpoint, mode="hybrid")
     model = Path(choose_checkpoint(args.checkpoint)[0]).name
@@ -127,8 +130,38 @@ def main() -> None:
         print(f"{row['collection']:>24} {row['method']:>15} focus {row['focus_weight']!s:>4} "
               f"floor {row['focus_floor']!s:>7} reblur {row['reblur_weight']!s:>4}: "
               f"{row['metric']} {row['value']:.4f}")
+    table = sweep_table(rows)
+    print(table, end="")
     if args.record:
-        atomic.write_csv(Path("reports") / "hybrid_focus_sweep.csv", rows)
+        atomic.write_csv(CSV, rows)
+        figure("hybrid-sweep", table)
+
+
+def sweep_table(rows: list[dict]) -> str:
+    """The `hybrid-sweep` figure: the hybrid output per focus weight (rows) and reblur weight
+    (columns), Q^AB/F on the development collection and, when measured, PSNR on a rendered
+    split, each beside GFF's."""
+    metrics = [m for m in ("qabf", "psnr") if any(r["metric"] == m for r in rows)]
+    mine = [r for r in rows if r["method"] == "vaeedof_hybrid"]
+    reblurs = sorted({float(r["reblur_weight"]) for r in mine})
+    weights = sorted({float(r["focus_weight"]) for r in mine})
+    floors = sorted({float(r["focus_floor"]) for r in mine})
+    score = {(r["metric"], float(r["focus_weight"]), float(r["reblur_weight"])): float(r["value"])
+             for r in mine}
+    label = {"qabf": "Q^AB/F", "psnr": "PSNR"}
+    columns = [f"{label[m]}, reblur {b:g}" for m in metrics for b in reblurs]
+    lines = ["| focus weight | " + " | ".join(columns) + " |",
+             "|---" * (len(reblurs) * len(metrics) + 1) + "|"]
+    lines += [f"| {w:g} | " + " | ".join(f"{score[(m, w, b)]:.{4 if m == 'qabf' else 2}f}"
+                                         for m in metrics for b in reblurs) + " |" for w in weights]
+    notes = []
+    for metric in metrics:
+        first = next(r for r in rows if r["metric"] == metric)
+        gff = next(float(r["value"]) for r in rows if r["metric"] == metric and r["method"] == "gff")
+        notes.append(f"{label[metric]} on {first['collection']} ({first['stacks']} stacks): GFF "
+                     f"{gff:.{4 if metric == 'qabf' else 2}f}")
+    return ("\n".join(lines) + f"\n\nModel `{rows[0]['model']}`, focus floor "
+            f"{', '.join(f'{f:g}' for f in floors)}. " + "; ".join(notes) + ".\n")
 
 
 if __name__ == "__main__":

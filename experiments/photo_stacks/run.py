@@ -1,14 +1,15 @@
 """Fusion on photographs with a ground truth: focus stacks made from the held-out test
 photographs (`assets.photographic.test_photos`) with occluding planes and the thin lens' disc
-blur (`vaeedof.evaluation.photo_stacks`, `layers` model), a defocus renderer the model was not
+blur (`stacks.py`, `layers` model), a defocus renderer the model was not
 trained on: per photograph `--crops` stacks of 2-5 planes at `--size` px, one frame per plane.
 
 Every method the evaluation compares (`fusion_methods`: both output modes of the model, the
 classical baselines, enfuse when installed) and the VAE ceiling (the ground truth through the
 frozen VAE), by PSNR and SSIM against the photograph. Prints the summary; `--record` writes
-reports/photo_stacks.csv, the README's `photo-stacks` block. Asserts nothing.
+photo_stacks.csv beside this script and the `photo-stacks` figure's table in results/. Asserts
+nothing. From the project's root:
 
-    python scripts/photo_stacks.py ../shared/mirror/photos \\
+    python -m experiments.photo_stacks.run PHOTOS \\
         --checkpoint src/vaeedof/release/fusion_release.safetensors --record
 """
 
@@ -19,16 +20,17 @@ from pathlib import Path
 
 import torch
 
+from experiments.photo_stacks.stacks import held_out_crops, layered_stack, summary
+from experiments.record import figure
 from vaeedof import atomic
 from vaeedof import params as params_module
 from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import fusion_methods
 from vaeedof.evaluation.infer import CEILING
-from vaeedof.evaluation.photo_stacks import held_out_crops, layered_stack, summary
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, psnr
 
-CSV = Path("reports") / "photo_stacks.csv"
+CSV = Path(__file__).parent / "photo_stacks.csv"
 STREAM = 47  # this script's random stream (the hand-held photo stacks use 43)
 
 
@@ -61,10 +63,11 @@ def main() -> None:
             rows.append({"stack": stack, "planes": len(frames), "method": name,
                          "psnr": round(psnr(image, gt), 3),
                          "ssim": round(float(ssim(image[None], gt[None])), 4)})
-    for line in summary(rows):
-        print(line)
+    table = "\n".join(summary(rows)) + "\n"
+    print(table, end="")
     if args.record:
         atomic.write_csv(CSV, rows)
+        figure("photo-stacks", table)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import torch
 
-from ..assets.photographic import open_photo, sharpest_crop
-from ..errors import VaeedofError
-from ..logs import progress
+from vaeedof.assets.photographic import open_photo, sharpest_crop
+from vaeedof.errors import VaeedofError
+from vaeedof.logs import progress
 
 SUPERSAMPLE = 2
 DEPTH_LAYERS = 16
@@ -160,7 +160,7 @@ def layered_stack(photo, rng: np.random.Generator, size: int, max_radius: float,
 
 
 def summary(rows: list[dict]) -> list[str]:
-    """`scripts/photo_stacks.py`: its rows (strings from its CSV, or numbers) as a markdown table,
+    """`run.py`: its rows (strings from its CSV, or numbers) as a markdown table,
     one line per method: mean PSNR and SSIM, and on how many stacks its PSNR is above GFF's."""
     header = ["method", "stacks", "PSNR", "SSIM", "PSNR above GFF's on"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]

@@ -1,7 +1,7 @@
 """What `--align auto` decides on stacks whose motion is known: registered ones (gt-stacks, the
 Lytro, MFFW and MFI-WHU pairs; any warp there is false), the hand-held pcb stack, the keyboard
 focal sweep, hand-held copies of each gt-stack's far-focus frame (shifted 2-5 px, rotated 0.3-1
-degree, the middle copy in place), and, given `--photos`, the stacks `handheld_photo_stacks.py`
+degree, the middle copy in place), and, given `--photos`, the stacks `photo_stacks.py`
 makes from the held-out photographs (a smooth depth map, so neighbours share sharp detail), both
 registered and moved. Where the motion is made here, the aligner's corner error is known too.
 
@@ -11,7 +11,7 @@ where it is largest: what a fit over every block reads as motion), and the evide
 Writes docs/alignment-decisions.csv (atomically), from which `vaeedof readme docs/alignment.md`
 regenerates the table in docs/alignment.md; prints the rows. Asserts nothing.
 
-    python scripts/align_decisions.py ../shared/data --photos ../shared/mirror/photos
+    python -m experiments.handheld.align_decisions DATA --photos PHOTOS
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from handheld_photo_stacks import STREAM, make_stack  # this folder's script: the same stacks
 from PIL import Image
 
+from experiments.handheld.measures import corner_error
+from experiments.handheld.photo_stacks import STREAM, make_stack  # the same stacks
+from experiments.photo_stacks.stacks import held_out_crops
 from vaeedof import atomic
 from vaeedof import params as params_module
-from vaeedof.evaluation.handheld import corner_error
-from vaeedof.evaluation.photo_stacks import held_out_crops
 from vaeedof.fusion.align import align_stack, motion_evidence
 from vaeedof.fusion.evidence import AGREEING_SHARE, MIN_BLOCKS
 from vaeedof.fusion.files import expand_inputs, load_stack
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "alignment-decisions.csv"
+OUT = Path(__file__).resolve().parents[2] / "docs" / "alignment-decisions.csv"
 COLUMNS = ["set", "stack", "kind", "frames", "warped", "apparent_px", "evidence_px", "sharp_blocks",
            "agreeing", "error_px", "seconds"]
 

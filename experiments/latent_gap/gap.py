@@ -1,4 +1,4 @@
-"""Where the latent mode loses to the VAE ceiling (`scripts/latent_gap.py`): each method's error
+"""Where the latent mode loses to the VAE ceiling (`run.py`): each method's error
 by distance to the nearest edge between two planes (from a rendered scene's index.png), pooled
 over a split's scenes.
 

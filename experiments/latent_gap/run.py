@@ -1,36 +1,36 @@
 """Where the latent mode loses to the VAE ceiling, on a rendered test split that `vaeedof infer`
 has fused: each method's pooled PSNR by distance to the nearest edge between two planes
-(`vaeedof.evaluation.latent_gap`), and one more row, `hybrid_through_vae`: the hybrid output
+(`gap.py`), and one more row, `hybrid_through_vae`: the hybrid output
 (the best pixel fusion here) encoded and decoded by the frozen VAE, the latent a perfect latent
 fusion of that quality would hold; and `input_selection_oracle`: at every pixel the input whose
 7 x 7 neighbourhood is nearest the ground truth, the most that choosing among the inputs' own
 pixels can give.
 
-Prints the table; `--record` writes reports/latent_gap.csv (rows of other `--split` labels are
-kept), the README's `latent-gap` block. Asserts nothing.
+Prints the table; `--record` writes latent_gap.csv beside this script (rows of other `--split`
+labels are kept) and the `latent-gap` figure's table in results/. Asserts nothing. From the
+project's root:
 
-    python scripts/latent_gap.py data/mattingmfif/test data/fused --split procedural --record
+    python -m experiments.latent_gap.run data/mattingmfif/test data/fused --split procedural --record
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vaeedof import atomic
+from experiments.latent_gap.gap import GapAccumulator, edge_bins, input_selection_oracle, summary
+from experiments.record import figure, merge_rows
 from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.infer import CEILING, LATENT_ORACLE, read_manifest
-from vaeedof.evaluation.latent_gap import GapAccumulator, edge_bins, input_selection_oracle, summary
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, read_image
 from vaeedof.logs import progress
 from vaeedof.render import layout
 
-CSV = Path("reports") / "latent_gap.csv"
+CSV = Path(__file__).parent / "latent_gap.csv"
 METHODS = ("vaeedof", "vaeedof_hybrid", "gff", CEILING, LATENT_ORACLE)
 THROUGH_VAE = "hybrid_through_vae"
 INPUT_ORACLE = "input_selection_oracle"
@@ -67,14 +67,9 @@ def main() -> None:
         with torch.inference_mode():
             gap.add(THROUGH_VAE, bins, _hwc(vae.reconstruct(hybrid[None])[0]), gt)
     rows = gap.rows(args.split)
-    for line in summary(rows):
-        print(line)
+    print("\n".join(summary(rows)))
     if args.record:
-        kept = []
-        if CSV.exists():
-            with open(CSV, newline="") as handle:
-                kept = [r for r in csv.DictReader(handle) if r["split"] != args.split]
-        atomic.write_csv(CSV, kept + rows)
+        figure("latent-gap", "\n".join(summary(merge_rows(CSV, "split", args.split, rows))) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,18 +13,17 @@ Per scene, GFF of the hand-held frames warped back with the *true* transforms, b
 registered frames and of the hand-held frames as they are: what a perfect estimate would give;
 and what `--align auto` does to the registered frames (left untouched: the same frames, so the same
 fused result; else GFF of what it made of them).
-Prints a summary; `--record` writes reports/handheld_observability.csv and
-reports/handheld_true_transforms.csv (rows of other `--split` labels are kept), from which the
-README block `handheld-observability` is generated. Asserts nothing.
+Prints a summary; `--record` writes handheld_observability.csv and handheld_true_transforms.csv
+beside this script (rows of other `--split` labels are kept) and the `handheld-observability`
+figure's table in results/. Asserts nothing. From the project's root:
 
-    python scripts/handheld_observability.py data/mattingmfif/test data/handheld/test \
+    python -m experiments.handheld.observability data/mattingmfif/test data/handheld/test \
         --split procedural --record
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import cv2
@@ -32,16 +31,21 @@ import numpy as np
 from PIL import Image
 from scipy.signal import fftconvolve
 
-from vaeedof import atomic
+from experiments.handheld.measures import (
+    corner_error,
+    defocus_radius_px,
+    observability_summary,
+    observability_table,
+)
+from experiments.record import figure, merge_rows
 from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import guided_filter_fusion
-from vaeedof.evaluation.handheld import corner_error, defocus_radius_px, observability_summary
 from vaeedof.fusion.align import align_stack, estimate, warp
 from vaeedof.images import psnr
 from vaeedof.logs import progress
 from vaeedof.render import layout
 
-REPORTS = Path("reports")
+HERE = Path(__file__).parent
 FRAMES_CSV, SCENES_CSV = "handheld_observability.csv", "handheld_true_transforms.csv"
 
 
@@ -149,22 +153,13 @@ def scene_rows(registered: Path, handheld: Path, split: str) -> tuple[list[dict]
     return rows, scene
 
 
-def _merge(path: Path, split: str, rows: list[dict]) -> None:
-    """Replace this split's rows in the CSV, keep the others'."""
-    kept = []
-    if path.exists():
-        with open(path, newline="") as handle:
-            kept = [r for r in csv.DictReader(handle) if r["split"] != split]
-    fields = list(rows[0]) + sorted({k for r in kept for k in r} - set(rows[0]))
-    atomic.write_csv(path, [{k: r.get(k, "") for k in fields} for r in kept + rows], fields)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("registered", type=Path, help="the rendered test split (e.g. data/mattingmfif/test)")
     parser.add_argument("handheld", type=Path, help="its hand-held copy (e.g. data/handheld/test)")
     parser.add_argument("--split", default="procedural", help="label of the rows (procedural, photographic)")
-    parser.add_argument("--record", action="store_true", help=f"write reports/{FRAMES_CSV} and {SCENES_CSV}")
+    parser.add_argument("--record", action="store_true", help=f"write {FRAMES_CSV} and {SCENES_CSV} "
+                        "here and the figure's table in results/")
     args = parser.parse_args()
     frames, scenes = [], []
     for scene in progress(layout.rendered_scenes(args.handheld), desc="scenes"):
@@ -177,8 +172,9 @@ def main() -> None:
     for key, value in observability_summary(frames, scenes).items():
         print(f"{key}: {value}")
     if args.record:
-        _merge(REPORTS / FRAMES_CSV, args.split, frames)
-        _merge(REPORTS / SCENES_CSV, args.split, scenes)
+        all_frames = merge_rows(HERE / FRAMES_CSV, "split", args.split, frames)
+        all_scenes = merge_rows(HERE / SCENES_CSV, "split", args.split, scenes)
+        figure("handheld-observability", observability_table(all_frames, all_scenes))
 
 
 if __name__ == "__main__":

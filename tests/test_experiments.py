@@ -1,0 +1,84 @@
+"""The studies under experiments/ (research apart from the library): the tables their `--record`
+writes to results/, from rows as their CSVs hold them (strings), and the measures they share."""
+
+from experiments.handheld.measures import observability_table, photo_stacks_table
+from experiments.hybrid_focus_sweep.sweep import sweep_table
+from experiments.photo_stacks.stacks import summary as photo_stacks_summary
+from vaeedof.evaluation import results
+
+
+def _strings(rows):
+    return [{key: str(value) for key, value in row.items()} for row in rows]
+
+
+def test_each_study_table_is_a_figure_results_can_hold(tmp_path):
+    sweep = {"stacks": 30, "model": "fusion_release.safetensors", "focus_floor": 3e-4}
+    sweep_rows = [
+        dict(sweep, collection="MFI-WHU", method="gff", focus_weight="", focus_floor="", reblur_weight="",
+             metric="qabf", value=0.7223),
+        dict(sweep, collection="mattingmfif/test", method="gff", focus_weight="", focus_floor="",
+             reblur_weight="", metric="psnr", value=30.7),
+        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, reblur_weight=b, metric=m,
+               value=v)
+          for c, m, w, b, v in [("MFI-WHU", "qabf", 0.0, 0.0, 0.71),
+                                ("MFI-WHU", "qabf", 0.0, 3.0, 0.72),
+                                ("MFI-WHU", "qabf", 4.0, 0.0, 0.7241),
+                                ("MFI-WHU", "qabf", 4.0, 3.0, 0.7257),
+                                *[("mattingmfif/test", "psnr", w, b, 33.0 + w / 10 + b / 10)
+                                  for w in (0.0, 4.0) for b in (0.0, 3.0)]]]]
+    frame = {"split": "photographic", "scene": "s0", "motion_px": 3.0, "estimator_error_px": 3.0,
+             "oracle_registered_px": 0.5}
+    frames = [
+        dict(frame, frame=0, is_reference=0, in_focus_fraction=0.6, oracle_error_px=0.2),
+        dict(frame, frame=1, is_reference=1, in_focus_fraction=0.0, oracle_error_px=0.0),
+        dict(frame, frame=2, is_reference=0, in_focus_fraction=0.01, oracle_error_px=9.0),  # left out
+        dict(frame, frame=3, is_reference=0, in_focus_fraction=0.3, oracle_error_px=1.0,
+             estimator_error_px="")]
+    scenes = [
+        {"split": "photographic", "scene": "s0", "auto_leaves_registered": 0, "gff_registered": 30.0,
+         "gff_registered_auto": 29.9, "gff_true_transforms": 29.5, "gff_unaligned": 22.0}]
+    stack = {"frames": 3, "method": "gff", "aligned_applied": 1, "fuse_s": 2.0}
+    handheld_rows = [
+        dict(stack, stack="a", registered=40.0, registered_auto=40.0, unaligned=20.0,
+             true_transforms=39.0, aligned=38.9,
+             corner_error_px=0.05, align_s=0.2),
+        dict(stack, stack="b", registered=30.0, registered_auto=30.01, unaligned=20.0,
+             true_transforms=29.5, aligned=29.7,
+             corner_error_px=0.15, align_s=0.4)]
+    photo_rows = [
+        {"stack": s, "planes": 2, "method": m, "psnr": p, "ssim": 0.9}
+        for s, m, p in [("a", "gff", 30.0), ("b", "gff", 34.0), ("a", "vaeedof_hybrid", 31.0),
+                        ("b", "vaeedof_hybrid", 33.0)]]
+
+    text = "".join([
+        sweep_table(_strings(sweep_rows)), observability_table(_strings(frames), _strings(scenes)),
+        photo_stacks_table(_strings(handheld_rows)),
+        "\n".join(photo_stacks_summary(_strings(photo_rows))) + "\n"])
+    assert "| 4 | 0.7241 | 0.7257 | 33.40 | 33.70 |" in text
+    assert "focus floor 0.0003" in text
+    assert "Q^AB/F on MFI-WHU (30 stacks): GFF 0.7223" in text
+    assert "PSNR on mattingmfif/test (30 stacks): GFF 30.70" in text
+    assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "
+            "0.30 / 2.00 (15%) |") in text
+    assert "| gff | 2 | 32.00 | 0.9000 | - |" in text
+    assert "| vaeedof_hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
+    assert ("| photographic | 1 | 0 | -0.100 (-0.100) | 1 | 2 | 3.00 | 3.00 | 0.60 | 50% | 0.50 | 30.00 | "
+            "29.50 | 22.00 |") in text
+    for name, table in [("hybrid-sweep", sweep_table(_strings(sweep_rows))),
+                        ("handheld-photos", photo_stacks_table(_strings(handheld_rows)))]:
+        results.record(name, table, "python -m experiments.x --record", "abc", folder=tmp_path)
+        assert results.block(name, tmp_path).startswith(table)
+
+
+def test_record_keeps_other_labels_and_stamps_the_figure(tmp_path, monkeypatch):
+    from experiments import record
+
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "rows.csv"
+    record.merge_rows(raw, "split", "a", [{"split": "a", "v": 1}])
+    record.merge_rows(raw, "split", "b", [{"split": "b", "v": 2, "w": 3}])
+    rows = record.merge_rows(raw, "split", "a", [{"split": "a", "v": 4}])
+    assert sorted((r["split"], r["v"], r["w"]) for r in rows) == [("a", "4", ""), ("b", "2", "3")]
+    record.figure("f", "| a |\n|---|\n| 1 |\n")
+    head = (tmp_path / "results/f.csv").read_text().splitlines()
+    assert head[0].startswith("# made by: python ") and head[1].startswith("# commit: ")
