@@ -44,6 +44,12 @@ def test_readme_names_no_machine_local_path():
     assert not found, found
 
 
+@pytest.mark.parametrize("document", DOCUMENTS[1:], ids=lambda p: p.name)
+def test_docs_name_no_folder_of_the_team_s_machines(document):
+    found = re.findall(r"\.\./shared\S*|/work/\S*|RELEASE_RUN\S*", document.read_text())
+    assert not found, found
+
+
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
 def test_every_relative_link_leads_to_a_file(document):
     missing = []
