@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from vaeedof import atomic
+from vaeedof.errors import VaeedofError
 from vaeedof.evaluation import results
 from vaeedof.provenance import git_commit
 
@@ -18,6 +19,30 @@ def command() -> str:
     """This run's command line as it can be typed again (`python -m experiments.<study> ...`)."""
     module = sys.modules["__main__"].__spec__
     return shlex.join(["python", "-m", module.name if module else sys.argv[0], *sys.argv[1:]])
+
+
+def add_arguments(parser, raw: Path) -> None:
+    """The options every study of the model shares: which model, which parameters, whether to record."""
+    parser.add_argument("--checkpoint", default=None, help="default: as vaeedof fuse chooses")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--record", action="store_true", help=f"write {raw.name} beside the script and "
+                        "the figure's table in results/")
+
+
+def run_study(run, name: str) -> None:
+    """Run a study's `run()`; bad input ends it with one line naming the study, no traceback."""
+    try:
+        run()
+    except VaeedofError as exc:
+        raise SystemExit(f"{name}: {exc}") from None
+
+
+def finish(name: str, table: str, rows: list[dict], raw: Path, record: bool) -> None:
+    """Print the figure's table; with `record`, keep the raw rows at `raw` and the table in results/."""
+    print(table, end="")
+    if record:
+        atomic.write_csv(raw, rows)
+        figure(name, table)
 
 
 def figure(name: str, markdown: str) -> None:

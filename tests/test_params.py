@@ -149,15 +149,9 @@ def test_defaults_have_one_source():
     assert not hasattr(module, "DEFAULTS")
     defaults, given = params_mod.schema_defaults(), _raw()
 
-    def leaves(tree, prefix=""):
-        for key, value in tree.items():
-            if isinstance(value, dict) and value:
-                yield from leaves(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
 
-    flat_defaults = dict(leaves(defaults))
-    differing = {key: (value, flat_defaults[key]) for key, value in leaves(given)
+    flat_defaults = dict(_leaves(defaults))
+    differing = {key: (value, flat_defaults[key]) for key, value in _leaves(given)
                  if key in flat_defaults and flat_defaults[key] != value}
     assert not differing, differing
     # A params file holding only the required keys gives the demo's parameters.

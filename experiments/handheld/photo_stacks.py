@@ -42,10 +42,8 @@ from experiments.photo_stacks.stacks import (
     sharp_crop,
     to_uint8_tensor,
 )
-from experiments.record import figure
-from vaeedof import atomic
+from experiments.record import add_arguments, finish, run_study
 from vaeedof import params as params_module
-from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import guided_filter_fusion
 from vaeedof.evaluation.handheld import hand_held_transforms
 from vaeedof.fusion.align import align_stack, rescale_transform, warp
@@ -121,9 +119,7 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=2, help="stacks per photograph")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--max-sigma", type=float, default=4.0, help="blur sigma (px) a full depth away")
-    parser.add_argument("--checkpoint", default=None, help="default: as vaeedof fuse chooses")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--record", action="store_true", help=f"write {CSV}")
+    add_arguments(parser, CSV)
     args = parser.parse_args()
     params = params_module.load(args.params)
     fuser = load_fuser(args.checkpoint, mode="hybrid")
@@ -141,15 +137,8 @@ def main() -> None:
     for stack, photo, rng in held_out_crops(args.photos, params, args.crops, STREAM):
         made = make_stack(photo, rng, args.size, args.max_sigma, params["evaluate"]["handheld"])
         rows += measure(stack, *made, fusers)
-    table = photo_stacks_table(rows)
-    print(table, end="")
-    if args.record:
-        atomic.write_csv(CSV, rows)
-        figure("handheld-photos", table)
+    finish("handheld-photos", photo_stacks_table(rows), rows, CSV, args.record)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except VaeedofError as exc:  # bad input: one line naming it, no traceback
-        raise SystemExit(f"handheld_photo_stacks: {exc}") from None
+    run_study(main, "handheld_photo_stacks")

@@ -21,10 +21,8 @@ from pathlib import Path
 import torch
 
 from experiments.photo_stacks.stacks import held_out_crops, layered_stack, summary
-from experiments.record import figure
-from vaeedof import atomic
+from experiments.record import add_arguments, finish, run_study
 from vaeedof import params as params_module
-from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import fusion_methods
 from vaeedof.evaluation.infer import CEILING
 from vaeedof.fusion.loader import load_fuser
@@ -43,9 +41,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--max-radius", type=float, default=8.0,
                         help="blur radius (px) of the nearest plane with the farthest in focus")
-    parser.add_argument("--checkpoint", default=None, help="default: as vaeedof fuse chooses")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--record", action="store_true", help=f"write {CSV}")
+    add_arguments(parser, CSV)
     args = parser.parse_args()
     params = params_module.load(args.params)
     fuser = load_fuser(args.checkpoint, mode="hybrid")
@@ -63,15 +59,8 @@ def main() -> None:
             rows.append({"stack": stack, "planes": len(frames), "method": name,
                          "psnr": round(psnr(image, gt), 3),
                          "ssim": round(float(ssim(image[None], gt[None])), 4)})
-    table = "\n".join(summary(rows)) + "\n"
-    print(table, end="")
-    if args.record:
-        atomic.write_csv(CSV, rows)
-        figure("photo-stacks", table)
+    finish("photo-stacks", "\n".join(summary(rows)) + "\n", rows, CSV, args.record)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except VaeedofError as exc:  # bad input: one line naming it, no traceback
-        raise SystemExit(f"photo_stacks: {exc}") from None
+    run_study(main, "photo_stacks")
