@@ -1,5 +1,5 @@
-"""The code's shape, as the team agreed it: one package per stage, small modules and functions,
-DVC and Snakemake declaring what each stage reads."""
+"""The code's shape, as the team agreed it: one package per stage, modules cut by meaning (not by
+length), short functions, DVC and Snakemake declaring what each stage reads."""
 
 import ast
 
@@ -21,18 +21,40 @@ def test_package_root_holds_only_shared_utilities():
     assert folders == STAGE_PACKAGES
 
 
-def test_modules_and_functions_stay_small():
+def test_functions_stay_short():
     too_long = []
     for path in PACKAGE.rglob("*.py"):
-        text = path.read_text()
-        if text.count("\n") > 400:
-            too_long.append(f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines")
-        for node in ast.walk(ast.parse(text)):
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = node.end_lineno - node.lineno + 1
                 if length > 80:
                     too_long.append(f"{path.relative_to(PACKAGE)}:{node.name}: {length} lines")
     assert not too_long, too_long
+
+
+def _imports(module: str) -> set[str]:
+    """The package modules a module of vaeedof imports (relative imports resolved)."""
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    package = module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            found.add(".".join([*base, node.module] if node.module else base))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaeedof."):
+            found.add(node.module.removeprefix("vaeedof."))
+    return found
+
+
+def test_training_does_not_reach_into_evaluation():
+    for path in (PACKAGE / "training").glob("*.py"):
+        module = f"training.{path.stem}"
+        assert not {m for m in _imports(module) if m.startswith("evaluation")}, module
+
+
+def test_the_command_line_is_built_in_one_place():
+    builders = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py") if "add_parser(" in p.read_text()]
+    assert [str(p) for p in builders] == ["cli.py"], builders
 
 
 def test_dvc_code_deps_exist_and_cover_the_hybrid_settings():

@@ -2,7 +2,7 @@ import torch
 
 from vaeedof.nets.unet import FusionUNet, fill_inputs
 from vaeedof.training.augment import augment
-from vaeedof.training.ema import ema_decay, make_ema, update_ema
+from vaeedof.training.state import ema_decay, make_ema, update_ema
 
 
 def test_unet_shapes_and_mean_start():

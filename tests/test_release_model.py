@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from vaeedof.cli import main
+from vaeedof.evaluation.release import export_release
 from vaeedof.fusion import loader
 from vaeedof.nets.hybrid import HybridSettings
 from vaeedof.nets.unet import FusionUNet
-from vaeedof.training.release import export_release
 
 from .conftest import ROOT, SHARED_MIRROR, tiny_params
 

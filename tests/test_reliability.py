@@ -25,7 +25,8 @@ from PIL import Image
 from vaeedof.assets import fetch, registry
 from vaeedof.cli import main
 from vaeedof.errors import VaeedofError
-from vaeedof.training import checkpoints, latents
+from vaeedof.training import latents
+from vaeedof.training.state import checkpoint_path, latest_checkpoint, load_checkpoint
 
 from .conftest import SHARED_MIRROR, tiny_params
 from .synthetic import export_tiny_checkpoint, make_latent_set, random_vae, write_patch_set
@@ -309,12 +310,12 @@ def test_training_checkpoint_with_code_is_refused_not_executed(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    with open(checkpoints.path_for(folder, 10), "wb") as handle:
+    with open(checkpoint_path(folder, 10), "wb") as handle:
         pickle.dump({"step": 10, "model": _RunsCode()}, handle)
     (folder / "step_00000005.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(VaeedofError, match="not a loadable checkpoint"):
-        checkpoints.load(checkpoints.path_for(folder, 10))
-    assert checkpoints.latest(folder) is None
+        load_checkpoint(checkpoint_path(folder, 10))
+    assert latest_checkpoint(folder) is None
     assert not (tmp_path / "PWNED").exists()
 
 

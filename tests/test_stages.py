@@ -72,7 +72,7 @@ def test_stage_code_is_what_its_command_imports():
     assert {s.name for s in stages.STAGES if "evaluation.metrics" in code(s.name)} == {
         "evaluate", "evaluate_handheld", "real_metrics"}
     assert {"render.blender_scene", "render.renderer", "scenes"} <= code("render")
-    assert {"nets.unet", "training.train", "training.export"} <= code("train")
+    assert {"nets.unet", "training.train", "training.state"} <= code("train")
     assert {"fusion.engine", "fusion.loader", "nets.unet", "evaluation.infer"} <= code("infer")
     assert not {m for m in code("render") if m.startswith(("training", "nets"))}
     assert "stages" not in code("train")  # the table reaches a stage as its parameter values

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from vaeedof.errors import VaeedofError
-from vaeedof.training import checkpoints
+from vaeedof.training.state import list_steps
 from vaeedof.training.train import train
 
 from .conftest import tiny_params
@@ -81,7 +81,7 @@ def test_resume_is_exact(tmp_path, latent_set):
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
     run_dirs = list((interrupted / "checkpoints").iterdir())
-    assert len(run_dirs) == 1 and checkpoints.list_steps(run_dirs[0]) == [15, 20]  # keep 2
+    assert len(run_dirs) == 1 and list_steps(run_dirs[0]) == [15, 20]  # keep 2
 
 
 def test_export_describes_the_model(tmp_path, latent_set):

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_commands(sub)
     _add_training_commands(sub)
     _add_fusion_commands(sub)
-    evaluation_commands.add_commands(sub, _add_model_args, _add_tracking_arg)
+    _add_evaluation_commands(sub)
     return parser
 
 
@@ -332,6 +332,77 @@ PATH_ARGS = ("images", "data", "scene", "scenes_dir", "patches", "latents", "par
 
 # How image files start (PNG, JPEG, TIFF both byte orders, BMP, WebP's RIFF container).
 IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"RIFF")
+
+
+def _add_evaluation_commands(sub) -> None:
+    p = sub.add_parser("infer", help="fuse every test scene with the model and the baselines")
+    p.add_argument("--data", default="data/mattingmfif/test")
+    p.add_argument("--out", default="data/fused")
+    p.add_argument("--align", default="off", choices=ALIGN_MODES,
+                   help="align each stack first (every method gets the aligned frames)")
+    _add_model_args(p)
+    p.set_defaults(func=evaluation_commands.cmd_infer)
+
+    p = sub.add_parser("evaluate", help="score the fused test scenes against the ground truth")
+    p.add_argument("--data", default="data/mattingmfif/test")
+    p.add_argument("--fused", default="data/fused")
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--checkpoint", default="models/fusion_ema.safetensors")
+    p.add_argument("--variant", default="registered", choices=["registered", "handheld"],
+                   help="which test stacks these are (a tag in the reports and MLflow)")
+    _add_tracking_arg(p)
+    p.set_defaults(func=evaluation_commands.cmd_evaluate)
+
+    p = sub.add_parser("handheld", help="a hand-held copy of the test split (seeded warps)")
+    p.add_argument("--data", default="data/mattingmfif/test")
+    p.add_argument("--out", default="data/handheld/test")
+    p.set_defaults(func=evaluation_commands.cmd_handheld)
+
+    p = sub.add_parser("real-sheet", help="contact sheet of real focus stacks: inputs | methods")
+    p.add_argument("stacks", nargs="*", help="stack folders (default: evaluate.real_stacks)")
+    p.add_argument("--out", default="reports/contact_sheet_real.png")
+    _add_model_args(p)
+    p.set_defaults(func=evaluation_commands.cmd_real_sheet)
+
+    p = sub.add_parser("real-metrics", help="no-reference scores (Q^AB/F, Q_Y, NMI) of the model "
+                       "and the baselines on real stacks without ground truth")
+    p.add_argument("stacks", nargs="*", help="stack folders (default: evaluate.real_stacks)")
+    p.add_argument("--reports", default="reports")
+    _add_tracking_arg(p)
+    _add_model_args(p)
+    p.set_defaults(func=evaluation_commands.cmd_real_metrics)
+
+    p = sub.add_parser("release", help="make a trained model the release model (fp16 weights and "
+                       "a model card inside the package)")
+    p.add_argument("--weights", default="models/fusion_ema.safetensors")
+    p.add_argument("--reports", default="reports", help="its evaluation on the test split")
+    p.add_argument("--out", help="default: the installed package's release folder")
+    p.set_defaults(func=evaluation_commands.cmd_release)
+
+    p = sub.add_parser("throughput", help="fused images per second versus number of inputs")
+    p.add_argument("--reports", default="reports")
+    _add_model_args(p)
+    p.set_defaults(func=evaluation_commands.cmd_throughput)
+
+    p = sub.add_parser("runs", help="compare recent MLflow runs: differing params, final metrics")
+    p.add_argument("-n", "--limit", type=int, default=10, help="newest N runs (default 10)")
+    p.add_argument("--kind", choices=["train", "evaluation"], help="only this kind of run")
+    p.add_argument("--metric", action="append", default=[], metavar="PATTERN",
+                   help="metric columns (glob, repeatable; default: loss, val_psnr*, *.PSNR, *.SSIM)")
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///<cwd>/mlflow.db)")
+    p.set_defaults(func=evaluation_commands.cmd_runs)
+
+    p = sub.add_parser("readme", help="regenerate the figures of the README (or of docs/*.md) from the "
+                       "committed tables of results/")
+    p.add_argument("documents", nargs="*", default=["README.md"], metavar="DOCUMENT")
+    p.add_argument("--results", default="results")
+    p.add_argument("--collect", action="store_true", help="first write results/ from reports/ and "
+                   "benchmarks/ (after the pipeline or a study's script)")
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--benchmarks", default="benchmarks")
+    p.add_argument("--check", action="store_true", help="change nothing; fail when a figure is stale")
+    p.set_defaults(func=evaluation_commands.cmd_readme)
 
 
 def _check_log_path(args) -> None:

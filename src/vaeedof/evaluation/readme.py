@@ -141,7 +141,7 @@ def release_block() -> str:
     """The release model's scores, from the model card shipped beside its weights (written by
     `vaeedof release` from the release run's reports)."""
     from ..fusion.loader import release_weights
-    from ..training.release import CARD
+    from .release import CARD
 
     card = release_weights().parent / CARD
     if not card.exists():

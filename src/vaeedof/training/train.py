@@ -29,12 +29,20 @@ from ..nets.hybrid import HybridSettings, compose
 from ..nets.unet import build_model
 from ..provenance import git_commit
 from ..tracking import Tracker
-from . import checkpoints, distributed, resume
+from . import distributed
 from .augment import augment
 from .batches import BatchStream, latent_batch, pixel_batch, step_generator
-from .ema import make_ema, update_ema
-from .export import export
 from .latents import LatentShards
+from .state import (
+    checkpoint_path,
+    export,
+    list_steps,
+    make_ema,
+    restore_state,
+    run_key,
+    save_state,
+    update_ema,
+)
 from .validation import load_val_set, validate
 
 
@@ -75,7 +83,7 @@ class _Run:
 
     def save_checkpoint(self) -> None:
         if self.runtime.is_main:
-            resume.save(self.ckpt_dir, self.step, self.model, self.ema, self.optimizer, self.scheduler,
+            save_state(self.ckpt_dir, self.step, self.model, self.ema, self.optimizer, self.scheduler,
                         self.run_id, self.metrics, self.cfg["keep_checkpoints"])
         distributed.barrier(self.runtime)
 
@@ -86,7 +94,7 @@ def _setup(params: dict, latents_dir, out_dir: Path, device: str) -> _Run:
     cfg = params["train"]
     data = LatentShards(latents_dir, "train")
     identity = {k: data.manifest[k] for k in ("vae", "vae_checksums", "patches")}
-    ckpt_dir = out_dir / "checkpoints" / resume.run_key(params, identity)
+    ckpt_dir = out_dir / "checkpoints" / run_key(params, identity)
     if cfg["global_batch"] % runtime.world_size:
         raise VaeedofError(f"train.global_batch {cfg['global_batch']} is not divisible by "
                            f"{runtime.world_size} processes")
@@ -101,7 +109,7 @@ def _setup(params: dict, latents_dir, out_dir: Path, device: str) -> _Run:
                                   betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     run = _Run(params, runtime, data, ckpt_dir, out_dir, batch, model, ema, optimizer, scheduler)
-    restored = resume.restore(ckpt_dir, model, ema, optimizer, scheduler)
+    restored = restore_state(ckpt_dir, model, ema, optimizer, scheduler)
     if restored is not None:
         run.step, run.run_id, run.metrics = restored
         run.resumed = True
@@ -157,10 +165,10 @@ def _optimise(run: _Run, loss: torch.Tensor, tracker: Tracker) -> tuple[float, f
     """Backward, clip, step, EMA; stops on a non-finite loss. Returns (global loss, grad norm)."""
     global_loss = distributed.all_reduce_mean(loss.detach(), run.runtime)
     if not torch.isfinite(global_loss):
-        last = checkpoints.list_steps(run.ckpt_dir)
+        last = list_steps(run.ckpt_dir)
         tracker.end("FAILED")
         raise VaeedofError(f"non-finite loss at step {run.step + 1}; stopped, last good checkpoint: "
-                           f"{checkpoints.path_for(run.ckpt_dir, last[-1]) if last else 'none'}")
+                           f"{checkpoint_path(run.ckpt_dir, last[-1]) if last else 'none'}")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg["grad_clip"])

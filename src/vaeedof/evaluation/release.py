@@ -13,9 +13,9 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import VaeedofError
-from ..evaluation.infer import CEILING, LATENT_ORACLE
 from ..hashing import sha256_file
 from ..nets.hybrid import HybridSettings
+from .infer import CEILING, LATENT_ORACLE
 
 CARD = "MODEL_CARD.md"
 TABLE_METRICS = ("PSNR", "SSIM", "MS-SSIM", "HaarPSI")
