@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from vaeedof.training import latents
-from vaeedof.training.latents import LatentShards
+from vaeedof.training.latents import Shards
 
 from .synthetic import random_vae, write_patch_set
 
@@ -15,7 +15,7 @@ def test_cache_shards_manifest_and_lookup(tmp_path):
     manifest = json.loads(manifest_path.read_text())
     assert manifest["vae"] == "taesd3" and manifest["latent_channels"] == 16
     assert manifest["vae_checksums"] == vae.checksums
-    cache = LatentShards(tmp_path / "latents", "train")
+    cache = Shards(tmp_path / "latents", "train")
     assert len(cache) == 6 and cache.inputs == 3
     sample = cache[5]
     assert sample.shape == (4, 16, 4, 4) and sample.dtype == np.float16

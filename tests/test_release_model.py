@@ -134,3 +134,20 @@ def test_set_hybrid_keys_change_what_fuse_does(tmp_path, monkeypatch, capsys):
             in capsys.readouterr().err)
     model, changed = (np.asarray(Image.open(name), dtype=np.int16) for name in ("model.png", "set.png"))
     assert model.shape == changed.shape and np.abs(model - changed).max() > 0
+
+
+@pytest.mark.skipif(not (SHARED_MIRROR.is_dir() and REAL.is_dir()), reason="no mirror/real data")
+def test_the_library_fuses_as_the_command_does(tmp_path, monkeypatch):
+    """`vaeedof.fusion.fuse(images)` and `vaeedof fuse` outside a project: the same model (the
+    release), the same output mode (hybrid), the same pixels."""
+    from vaeedof.fusion import fuse
+    from vaeedof.images import as_float, load_image
+
+    monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
+    monkeypatch.chdir(tmp_path)
+    for name in ("A.jpg", "B.jpg"):
+        Image.open(REAL / "Lytro/lytro-01" / name).crop((100, 100, 228, 228)).save(f"{name}.png")
+    assert main(["fuse", "A.jpg.png", "B.jpg.png", "-o", "cli.png", "--align", "off", "--no-vae-check"]) == 0
+    images = [as_float(load_image(f"{name}.png").data) for name in ("A.jpg", "B.jpg")]
+    library = (fuse(images).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(library, np.asarray(Image.open("cli.png")))

@@ -81,7 +81,7 @@ def write_csv(dest: str | os.PathLike, rows: list[dict], fieldnames: list[str] |
     write_text(dest, buffer.getvalue())
 
 
-def save_image(image, dest: str | os.PathLike, **save_kwargs) -> None:
+def write_pil_image(image, dest: str | os.PathLike, **save_kwargs) -> None:
     """Save a PIL image atomically; the format follows the destination's extension."""
     dest = Path(dest)
     with atomic_path(dest, suffix=dest.suffix) as tmp:

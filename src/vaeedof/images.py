@@ -256,7 +256,7 @@ def save_image(pixels: torch.Tensor, path: str | os.PathLike, bits: int = 8,
         image = Image.fromarray((array * 255 + 0.5).astype(np.uint8), mode="RGB")
         if fmt == "JPEG":
             extra["quality"] = 95
-    atomic.save_image(image, path, format=fmt, **extra)
+    atomic.write_pil_image(image, path, format=fmt, **extra)
 
 
 def _save_png16(data: np.ndarray, path: Path, icc_profile: bytes | None) -> None:

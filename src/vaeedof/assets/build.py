@@ -44,7 +44,7 @@ def _procedural_images(params: dict, role: str, split: str, out: Path) -> list[d
     for index in progress(range(count), desc=f"{role}s/{split}"):
         path = out / f"{role}s" / split / f"{role}_{index:04d}.png"
         image = make(_rng(params["seed"], role, split, index), size)
-        atomic.save_image(image, path)
+        atomic.write_pil_image(image, path)
         entries.append(_entry(f"procedural/{split}/{role}_{index:04d}", path, *image.size))
     return entries
 

@@ -92,7 +92,7 @@ def index_subjects(source: str, split: str, resources_dir: Path, min_size: int,
             _check_size(fg_path, rgb.size, min_size)
             rgba = Image.merge("RGBA", (*rgb.split(), alpha))
             dest = out_dir / f"{fg_path.stem}.png"
-            atomic.save_image(rgba, dest)
+            atomic.write_pil_image(rgba, dest)
             entries.append(_entry(f"local/{split}/{fg_path.stem}", dest, rgba.size))
     else:
         for path in _images(root):

@@ -109,7 +109,7 @@ def make_assets(params: dict, photos: list[RemoteAsset], paths: dict[str, Path],
             rgba = np.dstack([rgb, (alpha * 255 + 0.5).astype(np.uint8)])
             subject = Image.fromarray(rgba, mode="RGBA")
             path = out / "subjects" / split / f"{stem}_s{index:02d}.png"
-            atomic.save_image(subject, path)
+            atomic.write_pil_image(subject, path)
             made["subjects"].append(_entry(f"photo/{split}/{stem}_s{index:02d}", path, subject, photo))
         for index in range(counts["background"]):
             rng = _rng(params["seed"], "background", stem, index)
@@ -117,7 +117,7 @@ def make_assets(params: dict, photos: list[RemoteAsset], paths: dict[str, Path],
                                 cfg["candidates"])
             background = Image.fromarray(rgb, mode="RGB")
             path = out / "backgrounds" / split / f"{stem}_b{index:02d}.png"
-            atomic.save_image(background, path)
+            atomic.write_pil_image(background, path)
             made["backgrounds"].append(
                 _entry(f"photo/{split}/{stem}_b{index:02d}", path, background, photo))
     return made

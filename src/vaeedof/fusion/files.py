@@ -43,12 +43,17 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
-def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fusion_ema.safetensors",
-         device: str = "auto", tile: int | None = DEFAULT_TILE,
-         resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
-         mode: str = "latent") -> torch.Tensor:
-    """Fuse same-size (3, H, W) images in [0, 1] (any number) into one (3, H, W) image;
-    mode: "latent" (the paper) or "hybrid" (exact in-focus input pixels)."""
+def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike | None = None, device: str = "auto",
+         tile: int | None = DEFAULT_TILE, resources_dir: str | os.PathLike | None = None,
+         mirrors: list[str] | None = None, mode: str | None = None) -> torch.Tensor:
+    """Fuse same-size (3, H, W) images in [0, 1] (any number) into one (3, H, W) image, with the
+    defaults of `vaeedof fuse` outside a project: the model it chooses (`checkpoint`, else
+    models/fusion_ema.safetensors here, else the release model) and the parameters' output mode
+    (`fusion.output`: hybrid; a model trained without the hybrid loss falls back to latent with a
+    warning, while an explicit `mode="hybrid"` is refused for it). mode: "latent" (the paper:
+    every pixel decoded) or "hybrid" (exact in-focus input pixels)."""
+    from ..assets.fetch import default_resources_dir
+    from ..params import schema_defaults
     from .loader import load_fuser
 
     if not images:
@@ -56,7 +61,10 @@ def fuse(images: list[torch.Tensor], checkpoint: str | os.PathLike = "models/fus
     sizes = {tuple(image.shape) for image in images}
     if len(sizes) > 1:
         raise VaeedofError(f"input sizes differ: {sorted(sizes)}")
-    return load_fuser(checkpoint, device, tile, resources_dir, mirrors, mode).fuse(list(images))
+    chosen = mode or schema_defaults()["fusion"]["output"]
+    fuser = load_fuser(checkpoint, device, tile, resources_dir or default_resources_dir(), mirrors or [],
+                       chosen, strict_mode=mode is not None)
+    return fuser.fuse(list(images))
 
 
 def find_stacks(folders: list[str | os.PathLike], limit: int | None = None) -> list[tuple[str, list[Path]]]:

@@ -55,7 +55,7 @@ def save_rows(rows: list[Image.Image], dest: str | os.PathLike, empty_note: str 
         for row in rows:
             sheet.paste(row, (0, y))
             y += row.height
-    atomic.save_image(sheet, dest)
+    atomic.write_pil_image(sheet, dest)
 
 
 def write(scene_dirs: list[Path], dest: str | os.PathLike, tile: int = 128) -> None:

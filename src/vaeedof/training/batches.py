@@ -9,7 +9,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from .distributed import Runtime
-from .latents import LatentShards
+from .latents import Shards
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -35,11 +35,11 @@ class BatchStream:
         return indices[offset * self.batch:(offset + 1) * self.batch]
 
 
-def latent_batch(latents: LatentShards, indices: list[int]) -> torch.Tensor:
+def latent_batch(latents: Shards, indices: list[int]) -> torch.Tensor:
     """fp16 (inputs + 1, C, h, w) samples -> float (B, inputs + 1, C, h, w)."""
     return torch.from_numpy(np.stack([latents[i] for i in indices])).float()
 
 
-def pixel_batch(pixels: LatentShards, indices: list[int]) -> torch.Tensor:
+def pixel_batch(pixels: Shards, indices: list[int]) -> torch.Tensor:
     """uint8 (n + 1, H, W, 3) patches -> float (B, n + 1, 3, H, W) in [0, 1]."""
     return torch.from_numpy(np.stack([pixels[i] for i in indices])).permute(0, 1, 4, 2, 3).float() / 255

@@ -75,8 +75,9 @@ def build(vae, patches_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     return manifest_path
 
 
-class LatentShards:
-    """Random access by global sample index over memory-mapped shards of one split."""
+class Shards:
+    """Random access by global sample index over the memory-mapped shards of one split: the latent
+    cache's (fp16 latents) or the patches' (uint8 pixels), which share the layout."""
 
     def __init__(self, directory: str | os.PathLike, split: str):
         self.directory = Path(directory)

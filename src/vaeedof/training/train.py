@@ -32,7 +32,7 @@ from ..tracking import Tracker
 from . import distributed
 from .augment import augment
 from .batches import BatchStream, latent_batch, pixel_batch, step_generator
-from .latents import LatentShards
+from .latents import Shards
 from .state import (
     checkpoint_path,
     export,
@@ -64,7 +64,7 @@ class _Run:
 
     params: dict
     runtime: distributed.Runtime
-    data: LatentShards
+    data: Shards
     ckpt_dir: Path
     out_dir: Path
     batch: int
@@ -92,7 +92,7 @@ def _setup(params: dict, latents_dir, out_dir: Path, device: str) -> _Run:
     """Processes, data, model, optimizer; the state of the newest checkpoint when there is one."""
     runtime = distributed.init(device)
     cfg = params["train"]
-    data = LatentShards(latents_dir, "train")
+    data = Shards(latents_dir, "train")
     identity = {k: data.manifest[k] for k in ("vae", "vae_checksums", "patches")}
     ckpt_dir = out_dir / "checkpoints" / run_key(params, identity)
     if cfg["global_batch"] % runtime.world_size:
@@ -199,7 +199,7 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
         hybrid_weight = 0.0
     if hybrid_weight > 0:
         vae = vae_loader().to(runtime.device)  # every rank decodes its own batch
-        train_pixels = LatentShards(patches_dir, "train")
+        train_pixels = Shards(patches_dir, "train")
     splits = run.data.manifest["splits"]
     if (runtime.is_main and splits.get("val", {}).get("count", 0) > 0 and vae_loader is not None
             and cfg["val_every"] > 0):

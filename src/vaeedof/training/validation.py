@@ -14,19 +14,19 @@ from .. import atomic
 from ..images import psnr, to_pil
 from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose
 from ..nets.unet import fill_inputs
-from .latents import LatentShards
+from .latents import Shards
 
 
-def load_val_set(latents_dir: str | Path, patches_dir: str | Path) -> tuple[LatentShards, np.ndarray]:
+def load_val_set(latents_dir: str | Path, patches_dir: str | Path) -> tuple[Shards, np.ndarray]:
     """The validation latents and the uint8 pixel patches they came from."""
-    val = LatentShards(latents_dir, "val")
+    val = Shards(latents_dir, "val")
     shards = val.manifest["splits"]["val"]["shards"]
     pixels = np.concatenate([np.load(Path(patches_dir) / s["file"], mmap_mode="r") for s in shards])
     return val, pixels
 
 
 @torch.no_grad()
-def validate(ema, vae, val: LatentShards, val_pixels: np.ndarray, max_inputs: int,
+def validate(ema, vae, val: Shards, val_pixels: np.ndarray, max_inputs: int,
              device: torch.device, preview_path: Path | None = None,
              settings: HybridSettings = DEFAULT_SETTINGS) -> dict[str, float]:
     """PSNR of the EMA model's decoded fusions and hybrid outputs, the mean of the inputs, and the
@@ -50,7 +50,7 @@ def validate(ema, vae, val: LatentShards, val_pixels: np.ndarray, max_inputs: in
         if len(rows) < 4:
             rows.append(torch.cat([mean_img, pred, mixed, gt], dim=-1))
     if preview_path is not None and rows:
-        atomic.save_image(to_pil(torch.cat(rows, dim=-2)), preview_path)
+        atomic.write_pil_image(to_pil(torch.cat(rows, dim=-2)), preview_path)
     return {"val_psnr": float(np.mean(fused)), "val_psnr_hybrid": float(np.mean(hybrid)),
             "val_psnr_mean_of_inputs": float(np.mean(mean)),
             "val_psnr_vae_ceiling": float(np.mean(ceiling))}
