@@ -78,3 +78,17 @@ def test_snakemake_train_rule_reruns_on_the_hybrid_settings():
     params = rule.split("rule train:")[1].split("params:")[1].split("log:")[0]
     assert 'stage_params("train")' in params
     assert {f"fusion.{key}" for key in HybridSettings.KEYS.values()} <= set(stages.stage("train").params)
+
+
+def test_the_conda_environment_installs_what_setup_installs():
+    """--software-deployment-method conda gets the same packages as setup.sh: requirements.txt,
+    requirements-nodeps.txt without their dependencies, the package itself; enfuse too."""
+    env = yaml.safe_load((ROOT / "workflow/envs/vaeedof.yaml").read_text())
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    assert "-r ../../requirements.txt" in pip and any(line.startswith("--editable ../..") for line in pip)
+    assert "python=3.11" in env["dependencies"] and "enblend-enfuse" in env["dependencies"]
+    post_deploy = (ROOT / "workflow/envs/vaeedof.post-deploy.sh").read_text()
+    assert "pip install --no-deps -r requirements-nodeps.txt" in post_deploy
+    setup = (ROOT / "setup.sh").read_text()
+    for installed in ("-r requirements.txt", "--no-deps -r requirements-nodeps.txt"):
+        assert installed in setup, installed

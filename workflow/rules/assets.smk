@@ -1,18 +1,18 @@
 rule assets:
     output:
         index="resources/assets/index.json",
-    params:
-        stage_params("assets"),
     log:
         "logs/assets/assets.log",
     benchmark:
         "benchmarks/assets/assets.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
         gpu=0,
-    conda:
-        ENV
+    params:
+        stage_params("assets"),
     shell:
         "{VAEEDOF} assets build 2>> {log}"

@@ -5,7 +5,6 @@ from vaeedof.errors import VaeedofError
 from vaeedof.params import validate, write_effective
 from vaeedof.scenes import SPLITS, scene_ids
 
-
 # Validate before any job starts; one clear line naming the key, then stop.
 try:
     _validated = validate(dict(config), "params (params.yaml + --configfile/--config)")
@@ -29,7 +28,10 @@ def stage_params(name, per_job=False):
     """A rule's params: the values of the parameter keys its stage reads and a hash of the code it
     runs (the stage table, vaeedof.stages), so a change of either reruns it, as in DVC. A per-scene
     job leaves out the scene counts, which only decide how many jobs there are."""
-    return {"values": stages.values(name, config, per_job=per_job), "code": stages.code_version(name)}
+    return {
+        "values": stages.values(name, config, per_job=per_job),
+        "code": stages.code_version(name),
+    }
 
 
 def split_scene_ids(split):
@@ -38,7 +40,11 @@ def split_scene_ids(split):
 
 def scene_outputs(split):
     """Each scene's scene.json, which stands for its rendered directory."""
-    return expand("data/mattingmfif/{split}/{scene_id}/scene.json", split=split, scene_id=split_scene_ids(split))
+    return expand(
+        "data/mattingmfif/{split}/{scene_id}/scene.json",
+        split=split,
+        scene_id=split_scene_ids(split),
+    )
 
 
 def contact_sheet_inputs(wildcards):
@@ -54,8 +60,12 @@ def dataset_outputs():
 
 
 def all_outputs():
-    outputs = dataset_outputs() + [rules.train.output.weights, rules.evaluate.output.table,
-                                   rules.evaluate_handheld.output.table, rules.throughput.output.table]
+    outputs = dataset_outputs() + [
+        rules.train.output.weights,
+        rules.evaluate.output.table,
+        rules.evaluate_handheld.output.table,
+        rules.throughput.output.table,
+    ]
     if config["evaluate"]["real_stacks"]:
         outputs += ["reports/contact_sheet_real.png", "reports/real_metrics.csv"]
     return outputs

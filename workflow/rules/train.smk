@@ -5,19 +5,19 @@ rule patches:
         # Each folder is stood for by its manifest (written last, atomically): small and
         # checksummed, so DVC re-linking the folder's files (new mtimes) triggers nothing.
         "data/patches/manifest.json",
-    params:
-        stage_params("patches"),
     log:
         "logs/patches/patches.log",
     benchmark:
         "benchmarks/patches/patches.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=0,
-    conda:
-        ENV
+    params:
+        stage_params("patches"),
     shell:
         "{VAEEDOF} patches --data data/mattingmfif/train --out data/patches 2>> {log}"
 
@@ -27,19 +27,19 @@ rule latents:
         patches=rules.patches.output,
     output:
         "data/latents/manifest.json",
-    params:
-        stage_params("latents"),
     log:
         "logs/latents/latents.log",
     benchmark:
         "benchmarks/latents/latents.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=0,
-    conda:
-        ENV
+    params:
+        stage_params("latents"),
     shell:
         "{VAEEDOF} latents --patches data/patches --out data/latents 2>> {log}"
 
@@ -51,12 +51,12 @@ rule train:
     output:
         weights="models/fusion_ema.safetensors",
         info="models/fusion_ema.json",
-    params:
-        stage_params("train"),
     log:
         "logs/train/train.log",
     benchmark:
         "benchmarks/train/train.tsv"
+    conda:
+        ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -64,7 +64,7 @@ rule train:
         gpu=0,
         # Processes on the node (torchrun); the profile sets it: 2 on a CPU, one per GPU.
         nproc=1,
-    conda:
-        ENV
+    params:
+        stage_params("train"),
     shell:
         "{VAEEDOF} train --nproc {resources.nproc} --latents data/latents --patches data/patches --out models 2>> {log}"
