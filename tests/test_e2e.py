@@ -70,7 +70,7 @@ def test_snakemake_builds_everything_then_nothing(project):
         assert list((project / "logs" / stage).rglob("*.log")), stage
         assert list((project / "benchmarks" / stage).rglob("*.tsv")), stage
     metrics = json.loads((project / "reports/metrics.json").read_text())
-    assert {"vaeedof", "mean", "laplacian", "vae_ceiling"} <= set(metrics["methods"])
+    assert {"latent", "hybrid", "mean", "laplacian", "vae_ceiling"} <= set(metrics["methods"])
     assert "Nothing to be done" in _run([*SNAKEMAKE, "--cores", "2", "-n"], project)
 
 
@@ -166,7 +166,7 @@ def test_dvc_experiment_resumes_training(project):
 def test_runs_compares_training_and_evaluation_runs(project):
     out = _run(["vaeedof", "runs", "-n", "20"], project)
     assert "| train" in out or "| train-" in out
-    assert "evaluation" in out and "vaeedof.PSNR" in out
+    assert "evaluation" in out and "latent.PSNR" in out
     # A second training with another learning rate: the differing parameter becomes a column.
     _run(["vaeedof", "--set", "train.lr=0.002", "train", "--out", "models_lr", "--latents",
           "data/latents", "--patches", "data/patches"], project)

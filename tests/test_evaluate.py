@@ -93,7 +93,7 @@ def test_infer_and_evaluate_end_to_end(tmp_path, monkeypatch):
         (scene / "scene.json").write_text(json.dumps({"focus_order": [0, 1]}))
     fuser = Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64)
     manifest = infer(data, tmp_path / "fused", fuser)
-    assert set(manifest["methods"]) >= {"vaeedof", "mean", "laplacian", "vae_ceiling",
+    assert set(manifest["methods"]) >= {"latent", "mean", "laplacian", "vae_ceiling",
                                         "latent_selection_oracle"}
     assert (tmp_path / "fused/laplacian/test_00001.png").exists()
     summary = score(data, tmp_path / "fused", tmp_path / "reports", {"sha256": "abc"})
@@ -141,7 +141,7 @@ def test_difficulty_throughput_and_sheets(tmp_path):
     figures.plot(rows, "difficulty", "psnr", tmp_path / "difficulty.png", "t", size_key="patches")
     assert Image.open(tmp_path / "difficulty.png").size[0] > 100
     speed = figures.throughput_table(fuser, size=64, counts=[2, 3])
-    assert {(r["inputs"], r["method"]) for r in speed} >= {(2, "vaeedof"), (3, "mean")}
+    assert {(r["inputs"], r["method"]) for r in speed} >= {(2, "latent"), (3, "mean")}
     assert all(r["images_per_s"] > 0 for r in speed)
     figures.methods_sheet(data, tmp_path / "fused", tmp_path / "sheet.png", scenes=2, tile=32)
     assert Image.open(tmp_path / "sheet.png").size == (32 * (2 + len(methods) + 1), 2 * (32 + 14))
@@ -178,16 +178,16 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     reports.mkdir()
     bench.mkdir(parents=True)
     (bench / "train.tsv").write_text("s\th:m:s\n218.5\t0:03:38\n")
-    summary = {"methods": {"vaeedof_hybrid": {"PSNR": 34.0, "MSE": 0.001},
+    summary = {"methods": {"hybrid": {"PSNR": 34.0, "MSE": 0.001},
                            "vae_ceiling": {"PSNR": 32.0, "MSE": 0.0007}}, "unavailable": {}, "scenes": 2}
     (reports / "metrics.json").write_text(json.dumps(summary))
     atomic.write_csv(reports / "per_image.csv", [
-        {"scene": "s0", "method": "vaeedof_hybrid", "PSNR": 40.0, "MSE": 0.0001},
-        {"scene": "s1", "method": "vaeedof_hybrid", "PSNR": 28.0, "MSE": 0.0016},
+        {"scene": "s0", "method": "hybrid", "PSNR": 40.0, "MSE": 0.0001},
+        {"scene": "s1", "method": "hybrid", "PSNR": 28.0, "MSE": 0.0016},
         {"scene": "s0", "method": "vae_ceiling", "PSNR": 32.0, "MSE": 0.0006},
         {"scene": "s1", "method": "vae_ceiling", "PSNR": 32.0, "MSE": 0.0006}])
     atomic.write_csv(reports / "difficulty.csv", [
-        {"bin": 0, "difficulty": 60.0, "method": "vaeedof_hybrid", "psnr": 70.0, "patches": 9}])
+        {"bin": 0, "difficulty": 60.0, "method": "hybrid", "psnr": 70.0, "patches": 9}])
     atomic.write_csv(reports / "throughput.csv", [
         {"inputs": 2, "method": "gff", "images_per_s": 3.7, "device": "cpu"}])
     readme = tmp_path / "README.md"
@@ -204,8 +204,8 @@ def test_readme_figures_are_generated_from_the_reports(tmp_path, capsys):
     assert stamp[0] == "# made by: snakemake --cores all" and stamp[1].startswith("# commit: ")
     text = readme.read_text()
     assert "From `" in text and "`snakemake --cores all` at commit" in text
-    assert "| vaeedof_hybrid | **34.00** |" in text or "**34.00**" in text
-    assert "| vaeedof_hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
+    assert "| hybrid | **34.00** |" in text or "**34.00**" in text
+    assert "| hybrid | 34.00 | 34.00 | 30.71 | 1/2 |" in text  # pooled MSE 0.00085
     assert "40.0/32.0, 28.0/32.0" in text and "| train | 1 | 218 |" in text and "old" not in text
     assert main(["readme", *args, "--check"]) == 0
     (reports / "metrics.json").write_text(json.dumps(dict(summary, scenes=3)))

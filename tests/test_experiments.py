@@ -18,7 +18,7 @@ def test_each_study_table_is_a_figure_results_can_hold(tmp_path):
              metric="qabf", value=0.7223),
         dict(sweep, collection="mattingmfif/test", method="gff", focus_weight="", focus_floor="",
              reblur_weight="", metric="psnr", value=30.7),
-        *[dict(sweep, collection=c, method="vaeedof_hybrid", focus_weight=w, reblur_weight=b, metric=m,
+        *[dict(sweep, collection=c, method="hybrid", focus_weight=w, reblur_weight=b, metric=m,
                value=v)
           for c, m, w, b, v in [("MFI-WHU", "qabf", 0.0, 0.0, 0.71),
                                 ("MFI-WHU", "qabf", 0.0, 3.0, 0.72),
@@ -47,8 +47,8 @@ def test_each_study_table_is_a_figure_results_can_hold(tmp_path):
              corner_error_px=0.15, align_s=0.4)]
     photo_rows = [
         {"stack": s, "planes": 2, "method": m, "psnr": p, "ssim": 0.9}
-        for s, m, p in [("a", "gff", 30.0), ("b", "gff", 34.0), ("a", "vaeedof_hybrid", 31.0),
-                        ("b", "vaeedof_hybrid", 33.0)]]
+        for s, m, p in [("a", "gff", 30.0), ("b", "gff", 34.0), ("a", "hybrid", 31.0),
+                        ("b", "hybrid", 33.0)]]
 
     text = "".join([
         sweep_table(_strings(sweep_rows)), observability_table(_strings(frames), _strings(scenes)),
@@ -61,7 +61,7 @@ def test_each_study_table_is_a_figure_results_can_hold(tmp_path):
     assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "
             "0.30 / 2.00 (15%) |") in text
     assert "| gff | 2 | 32.00 | 0.9000 | - |" in text
-    assert "| vaeedof_hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
+    assert "| hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
     assert ("| photographic | 1 | 0 | -0.100 (-0.100) | 1 | 2 | 3.00 | 3.00 | 0.60 | 50% | 0.50 | 30.00 | "
             "29.50 | 22.00 |") in text
     for name, table in [("hybrid-sweep", sweep_table(_strings(sweep_rows))),

@@ -66,10 +66,10 @@ def test_a_layered_stack_is_one_frame_per_plane_seeded():
 def test_the_summary_counts_the_stacks_above_gff():
     rows = [{"stack": s, "planes": 2, "method": m, "psnr": p, "ssim": q}
             for s, m, p, q in [("a", "gff", 30.0, 0.9), ("b", "gff", 34.0, 0.95),
-                               ("a", "vaeedof_hybrid", 31.0, 0.92), ("b", "vaeedof_hybrid", 35.0, 0.96)]]
+                               ("a", "hybrid", 31.0, 0.92), ("b", "hybrid", 35.0, 0.96)]]
     lines = ps.summary(rows)
     assert lines[2] == "| gff | 2 | 32.00 | 0.9250 | - |"
-    assert lines[3] == "| vaeedof_hybrid | 2 | 33.00 | 0.9400 | 2 of 2 |"
+    assert lines[3] == "| hybrid | 2 | 33.00 | 0.9400 | 2 of 2 |"
 
 
 def test_the_latent_gap_pools_error_by_distance_to_a_plane_edge():

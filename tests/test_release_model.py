@@ -32,7 +32,7 @@ def test_checkpoint_choice_order(tmp_path, monkeypatch):
 
 def _metrics():
     scores = {"PSNR": 30.0, "SSIM": 0.95, "MS-SSIM": 0.97, "HaarPSI": 0.8}
-    return {"scenes": 3, "methods": {"vaeedof": scores, "gff": scores}}
+    return {"scenes": 3, "methods": {"latent": scores, "gff": scores}}
 
 
 def test_export_halves_the_weights_and_writes_the_card(tmp_path):

@@ -132,7 +132,7 @@ def main() -> None:
     def gff(frames):
         return guided_filter_fusion([f.float() / 255 for f in frames])
 
-    fusers = {"gff": gff, f"vaeedof_hybrid ({model})": hybrid}
+    fusers = {"gff": gff, f"hybrid ({model})": hybrid}
     rows = []
     for stack, photo, rng in held_out_crops(args.photos, params, args.crops, STREAM):
         made = make_stack(photo, rng, args.size, args.max_sigma, params["evaluate"]["handheld"])

@@ -27,7 +27,7 @@ import torch
 from experiments.record import figure
 from vaeedof import atomic
 from vaeedof.errors import VaeedofError
-from vaeedof.evaluation.baselines import guided_filter_fusion
+from vaeedof.evaluation.baselines import HYBRID, guided_filter_fusion
 from vaeedof.evaluation.nr_metrics import luminance, qabf
 from vaeedof.evaluation.real import load_real_stack
 from vaeedof.fusion.files import find_stacks
@@ -73,7 +73,7 @@ def _mixes(fuser, images: list[torch.Tensor]):
 
 
 def _key(settings: HybridSettings) -> tuple:
-    return "vaeedof_hybrid", settings.focus_weight, settings.focus_floor, settings.reblur_weight
+    return HYBRID, settings.focus_weight, settings.focus_floor, settings.reblur_weight
 
 
 def real_scores(fuser, folders: list[str]) -> tuple[str, int, dict]:
@@ -142,7 +142,7 @@ def sweep_table(rows: list[dict]) -> str:
     (columns), Q^AB/F on the development collection and, when measured, PSNR on a rendered
     split, each beside GFF's."""
     metrics = [m for m in ("qabf", "psnr") if any(r["metric"] == m for r in rows)]
-    mine = [r for r in rows if r["method"] == "vaeedof_hybrid"]
+    mine = [r for r in rows if r["method"] == HYBRID]
     reblurs = sorted({float(r["reblur_weight"]) for r in mine})
     weights = sorted({float(r["focus_weight"]) for r in mine})
     floors = sorted({float(r["focus_floor"]) for r in mine})

@@ -24,6 +24,7 @@ import torch
 from experiments.latent_gap.gap import GapAccumulator, edge_bins, input_selection_oracle, summary
 from experiments.record import figure, merge_rows
 from vaeedof.errors import VaeedofError
+from vaeedof.evaluation.baselines import HYBRID, LATENT
 from vaeedof.evaluation.infer import CEILING, LATENT_ORACLE, read_manifest
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, read_image
@@ -31,7 +32,7 @@ from vaeedof.logs import progress
 from vaeedof.render import layout
 
 CSV = Path(__file__).parent / "latent_gap.csv"
-METHODS = ("vaeedof", "vaeedof_hybrid", "gff", CEILING, LATENT_ORACLE)
+METHODS = (LATENT, HYBRID, "gff", CEILING, LATENT_ORACLE)
 THROUGH_VAE = "hybrid_through_vae"
 INPUT_ORACLE = "input_selection_oracle"
 
@@ -63,7 +64,7 @@ def main() -> None:
         for method in METHODS:
             gap.add(method, bins, _hwc(read_image(args.fused / method / f"{name}.png")), gt)
         gap.add(INPUT_ORACLE, bins, input_selection_oracle(inputs, gt), gt)
-        hybrid = as_float(read_image(args.fused / "vaeedof_hybrid" / f"{name}.png"))
+        hybrid = as_float(read_image(args.fused / HYBRID / f"{name}.png"))
         with torch.inference_mode():
             gap.add(THROUGH_VAE, bins, _hwc(vae.reconstruct(hybrid[None])[0]), gt)
     rows = gap.rows(args.split)

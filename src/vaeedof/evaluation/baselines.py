@@ -14,6 +14,9 @@ import torch
 
 from ..errors import VaeedofError
 
+# The model's two output modes as methods of the evaluation, named as `vaeedof fuse --mode` names them.
+LATENT, HYBRID = "latent", "hybrid"
+
 ENFUSE_ARGS = ["--exposure-weight=0", "--saturation-weight=0", "--contrast-weight=1", "--hard-mask"]
 
 
@@ -92,9 +95,9 @@ def fusion_methods(fuser=None) -> dict:
     output modes (when a fuser is given), the classical baselines, enfuse when installed."""
     methods = {}
     if fuser is not None:
-        methods["vaeedof"] = lambda stack: fuser.fuse(stack, mode="latent")
+        methods[LATENT] = lambda stack: fuser.fuse(stack, mode=LATENT)
         if fuser.hybrid_trained:
-            methods["vaeedof_hybrid"] = lambda stack: fuser.fuse(stack, mode="hybrid")
+            methods[HYBRID] = lambda stack: fuser.fuse(stack, mode=HYBRID)
     methods.update(mean=mean_fusion, laplacian=laplacian_pyramid_fusion)
     if gff_available():
         methods["gff"] = guided_filter_fusion

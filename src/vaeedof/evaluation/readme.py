@@ -21,10 +21,11 @@ from pathlib import Path
 from .. import atomic
 from ..errors import VaeedofError
 from . import results
+from .baselines import HYBRID, LATENT
+from .infer import CEILING
 from .scores import table_markdown
 
 BLOCK = re.compile(r"(<!-- reports:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /reports:(?P=name) -->)", re.S)
-HYBRID, LATENT, CEILING = "vaeedof_hybrid", "vaeedof", "vae_ceiling"
 
 
 class MissingReport(VaeedofError):
