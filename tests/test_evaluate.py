@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vaeedof import atomic
-from vaeedof.evaluation import figures, real
+from vaeedof.evaluation import figures, real, throughput
 from vaeedof.evaluation.baselines import laplacian_pyramid_fusion, mean_fusion
 from vaeedof.evaluation.infer import infer, latent_selection_oracle
 from vaeedof.evaluation.metrics import METRICS, MetricSuite
@@ -140,7 +140,7 @@ def test_difficulty_throughput_and_sheets(tmp_path):
     atomic.write_csv(tmp_path / "difficulty.csv", rows)
     figures.plot(rows, "difficulty", "psnr", tmp_path / "difficulty.png", "t", size_key="patches")
     assert Image.open(tmp_path / "difficulty.png").size[0] > 100
-    speed = figures.throughput_table(fuser, size=64, counts=[2, 3])
+    speed = throughput.throughput_table(fuser, size=64, counts=[2, 3])
     assert {(r["inputs"], r["method"]) for r in speed} >= {(2, "latent"), (3, "mean")}
     assert all(r["images_per_s"] > 0 for r in speed)
     figures.methods_sheet(data, tmp_path / "fused", tmp_path / "sheet.png", scenes=2, tile=32)

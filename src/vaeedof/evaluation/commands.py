@@ -79,7 +79,7 @@ def cmd_release(args) -> None:
 
 
 def cmd_throughput(args) -> None:
-    from ..evaluation.figures import write_throughput
+    from .throughput import write_throughput
 
     params = params_mod.from_args(args)
     write_throughput(_fuser(args, params), Path(args.reports), params["evaluate"])

@@ -4,7 +4,6 @@ throughput versus the number of inputs (Figure 6), and the contact sheet of the 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from .. import atomic
 from ..images import psnr, read_image, to_pil
 from ..render import layout
 from ..render.contact_sheet import labelled_row, save_rows
-from .baselines import fusion_methods
 from .infer import read_manifest
 
 
@@ -55,25 +53,6 @@ def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, 
                 rows.append({"bin": index, "difficulty": round(float((low + high) / 2), 3),
                              "method": method, "psnr": round(float(np.mean(values)), 4),
                              "patches": len(values)})
-    return rows
-
-
-def throughput_table(fuser, size: int, counts=range(2, 8), repeats: int = 1) -> list[dict]:
-    """Fused size x size images per second versus the number of inputs, model and baselines."""
-    methods = fusion_methods(fuser)
-    generator = torch.Generator().manual_seed(0)
-    rows = []
-    for count in counts:
-        stack = [torch.rand(3, size, size, generator=generator) for _ in range(count)]
-        for method, fn in methods.items():
-            with torch.no_grad():
-                fn(stack)  # warm-up
-                start = time.perf_counter()
-                for _ in range(repeats):
-                    fn(stack)
-            seconds = (time.perf_counter() - start) / repeats
-            rows.append({"inputs": count, "method": method, "images_per_s": round(1.0 / seconds, 4),
-                         "device": str(fuser.device)})
     return rows
 
 
@@ -124,13 +103,3 @@ def write_difficulty(data_dir, fused_dir, reports: Path, patch: int, bins: int) 
     plot(rows, "difficulty", "psnr", reports / "difficulty.png",
          "PSNR per difficulty bin (point size: patches)", size_key="patches",
          xlabel="difficulty: 100 - PSNR of the best input patch (dB)", ylabel="PSNR (dB)")
-
-
-def write_throughput(fuser, reports: Path, cfg: dict) -> None:
-    """reports/throughput.csv and .png (Figure 6), with `evaluate.throughput_*` of the params."""
-    size, repeats = cfg["throughput_size"], cfg["throughput_repeats"]
-    rows = throughput_table(fuser, size, range(2, 8), repeats)
-    atomic.write_csv(reports / "throughput.csv", rows)
-    plot(rows, "inputs", "images_per_s", reports / "throughput.png",
-         f"Fused {size} px images per second ({fuser.device})", log_y=True,
-         xlabel="number of inputs", ylabel="fused images per second")
