@@ -168,8 +168,9 @@ def test_runs_compares_training_and_evaluation_runs(project):
     assert "| train" in out or "| train-" in out
     assert "evaluation" in out and "latent.PSNR" in out
     # A second training with another learning rate: the differing parameter becomes a column.
-    _run(["vaeedof", "--set", "train.lr=0.002", "train", "--out", "models_lr", "--latents",
-          "data/latents", "--patches", "data/patches"], project)
+    # At the scale of the run (the merged file DVC reads), as a stage's command line names it.
+    _run(["vaeedof", "--params", "params.run.yaml", "--set", "train.lr=0.002", "train", "--out", "models_lr",
+          "--latents", "data/latents", "--patches", "data/patches"], project)
     trained = _run(["vaeedof", "runs", "--kind", "train"], project).splitlines()
     assert "train.lr" in trained[0] and len(trained) == 4, trained
     assert "0.002" in trained[2] and "0.001" in trained[3]
