@@ -59,3 +59,13 @@ def test_every_relative_link_leads_to_a_file(document):
         if not (document.parent / target).exists():
             missing.append(target)
     assert not missing, f"{document.name}: {missing}"
+
+
+def test_a_damaged_or_foreign_table_is_one_line_and_kept(tmp_path):
+    (tmp_path / "cut.csv").write_text("# made by: x\n# commit: abc\na,b\n1\n")
+    with pytest.raises(VaeedofError, match="cut.csv: not a table"):
+        results.block("cut", tmp_path)
+    (tmp_path / "theirs.csv").write_text("a,b\n1,2\n")  # someone's own file of that name
+    with pytest.raises(VaeedofError, match="theirs.csv: not a recorded table"):
+        results.record("theirs", "| a |\n|---|\n| 1 |\n", "made", "abc", folder=tmp_path)
+    assert (tmp_path / "theirs.csv").read_text() == "a,b\n1,2\n"

@@ -179,3 +179,18 @@ def test_set_applies_to_a_project_file_and_to_the_defaults(tmp_path):
         assert loaded["infer"]["tile"] == 128 and loaded["fusion"]["output"] == "latent"
     with pytest.raises(VaeedofError, match="key 'infer.tile'"):
         params_mod.load_or_defaults(tmp_path / "absent.yaml", ["infer.tile=100"])
+
+
+def test_a_damaged_sources_line_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    assert main(["configure"]) == 0
+    damaged = Path("params.run.yaml").read_text().replace('{"base"', '{"bas', 1)
+    Path("params.run.yaml").write_text(damaged)
+    assert main(["configure", "--refresh"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vaeedof: error: params.run.yaml: its sources line is damaged; write it again: vaeedof "
+                   "configure OVERLAY..."], err
+    assert Path("params.run.yaml").read_text() == damaged
+    assert main(["configure"]) == 0  # what the line says mends it
+    assert params_mod.recorded_sources("params.run.yaml")["overlays"] == []

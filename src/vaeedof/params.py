@@ -217,13 +217,28 @@ def recorded_sources(path: str | os.PathLike = MERGED) -> dict | None:
     not exist; a file `vaeedof configure` did not write is refused, never replaced."""
     import json
 
-    path = Path(path)
+    path = _ours(path)
     if not path.exists():
         return None
-    for line in path.read_text().splitlines():
-        if line.startswith(_SOURCES_MARK):
-            return json.loads(line[len(_SOURCES_MARK):])
-    raise VaeedofError(f"{path}: not written by `vaeedof configure`; refusing to replace it (move it away)")
+    line = next(line for line in path.read_text().splitlines() if line.startswith(_SOURCES_MARK))
+    try:
+        sources = json.loads(line[len(_SOURCES_MARK):])
+    except json.JSONDecodeError:
+        sources = None
+    if not isinstance(sources, dict) or not {"base", "overlays", "set"} <= set(sources):
+        raise VaeedofError(f"{path}: its sources line is damaged; write it again: vaeedof configure "
+                           "OVERLAY...")
+    return sources
+
+
+def _ours(path: str | os.PathLike) -> Path:
+    """`path`, unless it exists and `vaeedof configure` did not write it: such a file is refused,
+    never replaced."""
+    path = Path(path)
+    if path.exists() and not any(line.startswith(_SOURCES_MARK) for line in path.read_text().splitlines()):
+        raise VaeedofError(f"{path}: not written by `vaeedof configure`; refusing to replace it "
+                           "(move it away)")
+    return path
 
 
 def write_merged(path: str | os.PathLike, base: str, overlays: list[str], overrides: list[str]) -> dict:
@@ -234,7 +249,7 @@ def write_merged(path: str | os.PathLike, base: str, overlays: list[str], overri
 
     from .atomic import write_text
 
-    recorded_sources(path)  # refuses a file it did not write
+    path = _ours(path)
     params = merged(base, overlays, overrides)
     sources = {"base": str(base), "overlays": [str(o) for o in overlays], "set": list(overrides)}
     sets = [word for item in overrides for word in ("--set", item)]
@@ -246,7 +261,6 @@ def write_merged(path: str | os.PathLike, base: str, overlays: list[str], overri
             f"# `vaeedof configure --refresh`) merges them again.\n"
             f"{_SOURCES_MARK}{json.dumps(sources)}\n"
             + yaml.safe_dump(params, sort_keys=False))
-    path = Path(path)
     if not path.exists() or path.read_text() != text:
         write_text(path, text)
     return params

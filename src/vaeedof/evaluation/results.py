@@ -42,6 +42,9 @@ def render(header: list[str], rows: list[list[str]], notes: list[str]) -> str:
 def record(name: str, markdown: str, made_by: str, commit: str, source: str | None = None,
            folder: str | os.PathLike = FOLDER) -> Path:
     """Write figure `name`'s table (`markdown`: the block as it is shown) to `<folder>/<name>.csv`."""
+    path = Path(folder) / f"{name}.csv"
+    if path.exists() and not path.read_text().startswith("# made by: "):
+        raise VaeedofError(f"{path}: not a recorded table (no '# made by:' stamp); refusing to replace it")
     header, rows, notes = parse(markdown)
     if render(header, rows, notes) != markdown.rstrip("\n") + "\n":
         raise VaeedofError(f"{name}: the block does not survive as a table (a cell holds ' | '?)")
@@ -52,7 +55,6 @@ def record(name: str, markdown: str, made_by: str, commit: str, source: str | No
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    path = Path(folder) / f"{name}.csv"
     atomic.write_text(path, out.getvalue())
     return path
 
@@ -74,9 +76,12 @@ def block(name: str, folder: str | os.PathLike = FOLDER) -> str:
             stamps[key] = value
         else:
             body.append(line)
-    header, *rows = list(csv.reader(body))
     if "made by" not in stamps or "commit" not in stamps:
         raise VaeedofError(f"{path}: no '# made by:' and '# commit:' stamp")
+    table = list(csv.reader(body))
+    if not table or any(len(row) != len(table[0]) for row in table):
+        raise VaeedofError(f"{path}: not a table (no header, or rows of another width than it)")
+    header, *rows = table
     origin = f"From `{path.as_posix()}`: `{stamps['made by']}` at commit {stamps['commit'][:12]}"
     origin += f" ({stamps['source']})." if stamps.get("source") else "."
     return render(header, rows, [*notes, "", origin])
