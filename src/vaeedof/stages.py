@@ -57,6 +57,7 @@ WINDOW = ("render.resolution", "render.crop", "render.test_crop")  # the scenes 
 HYBRID = tuple(f"fusion.{k}" for k in ("hybrid_radius", "hybrid_focus_weight", "hybrid_focus_floor",
                                        "hybrid_reblur_weight"))
 MODEL = ("models/fusion_ema.safetensors", "models/fusion_ema.json")
+COMPARED = ("evaluate.peers", "evaluate.external")  # the methods fused beside ours
 EVALUATE = ("evaluate.difficulty_patch", "evaluate.difficulty_bins", "evaluate.contact_sheet_scenes")
 SOURCES = ("assets.subjects", "assets.backgrounds", "assets.hdris", "assets.procedural",
            "assets.photographic", "assets.local", "assets.download")
@@ -90,19 +91,19 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", "vaeedof train --nproc auto --latents data/latents --patches data/patches --out models",
           ("data/latents", "data/patches"), MODEL, ("seed", "model", "train", "patches", "vae", *HYBRID)),
     Stage("infer", "vaeedof infer --data data/mattingmfif/test --out data/fused",
-          (*MODEL, "data/mattingmfif/test"), ("data/fused",), ("infer.tile",)),
+          (*MODEL, "data/mattingmfif/test"), ("data/fused",), ("infer.tile", *COMPARED)),
     Stage("evaluate", "vaeedof evaluate --data data/mattingmfif/test --fused data/fused --reports reports",
           ("data/fused", "data/mattingmfif/test", MODEL[0]),
           ("reports/per_image.csv", "reports/table.md", "reports/contact_sheet_methods.png",
            "reports/difficulty.png"), EVALUATE,
           metrics=("reports/metrics.json",), plots={"reports/difficulty.csv": ("difficulty", "psnr")}),
     Stage("throughput", "vaeedof throughput --reports reports", MODEL, ("reports/throughput.png",),
-          ("infer.tile", "evaluate.throughput_size", "evaluate.throughput_repeats"),
+          ("infer.tile", "evaluate.throughput_size", "evaluate.throughput_repeats", *COMPARED),
           plots={"reports/throughput.csv": ("inputs", "images_per_s")}),
     Stage("handheld", "vaeedof handheld --data data/mattingmfif/test --out data/handheld/test",
           ("data/mattingmfif/test",), ("data/handheld/test",), ("seed", "evaluate.handheld")),
     Stage("infer_handheld", "vaeedof infer --data data/handheld/test --out data/fused_handheld --align auto",
-          (*MODEL, "data/handheld/test"), ("data/fused_handheld",), ("infer.tile",)),
+          (*MODEL, "data/handheld/test"), ("data/fused_handheld",), ("infer.tile", *COMPARED)),
     Stage("evaluate_handheld", "vaeedof evaluate --data data/handheld/test --fused data/fused_handheld "
           "--reports reports/handheld --variant handheld",
           ("data/fused_handheld", "data/handheld/test", MODEL[0]),
@@ -111,9 +112,9 @@ STAGES: tuple[Stage, ...] = (
            "reports/handheld/difficulty.csv"), EVALUATE, metrics=("reports/handheld/metrics.json",)),
     Stage("real_sheet", "vaeedof real-sheet --out reports/contact_sheet_real.png", MODEL,
           ("reports/contact_sheet_real.png",),
-          ("infer.tile", "evaluate.real_stacks", "evaluate.real_stacks_max")),
+          ("infer.tile", "evaluate.real_stacks", "evaluate.real_stacks_max", *COMPARED)),
     Stage("real_metrics", "vaeedof real-metrics --reports reports", MODEL, ("reports/real_metrics.csv",),
-          ("infer.tile", "evaluate.real_stacks")),
+          ("infer.tile", "evaluate.real_stacks", *COMPARED)),
 )
 BY_NAME = {stage.name: stage for stage in STAGES}
 # Stages that fuse real stacks: in the pipeline only when evaluate.real_stacks names some.

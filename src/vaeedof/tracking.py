@@ -131,6 +131,7 @@ def log_evaluation(summary: dict, params: dict, reports_dir: Path,
             "variant": summary.get("variant", "registered"),
             "data_sha256": summary.get("data_version", {}).get("sha256", ""),
             "checkpoint_sha256": checkpoint.get("sha256", ""),
+            "failed_methods": " ".join(summary.get("failed_methods", {})),  # their means: a subset
             "mlflow.parentRunId": checkpoint.get("mlflow_run_id") or ""}
     if not tags["mlflow.parentRunId"]:
         del tags["mlflow.parentRunId"]

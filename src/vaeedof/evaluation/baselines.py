@@ -1,6 +1,7 @@
-"""Classical baselines for the evaluation: the mean of the inputs, Laplacian-pyramid
-max-contrast fusion, guided-filter fusion (GFF) and enfuse (when installed). Images are (3, H, W)
-float tensors in [0, 1]."""
+"""The methods the evaluation compares (`fusion_methods`): the model's output modes, classical
+baselines (the mean of the inputs, Laplacian-pyramid max-contrast fusion, guided-filter fusion
+(GFF), enfuse when installed) and the commands of `external.py`. Images are (3, H, W) float
+tensors in [0, 1]."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import VaeedofError
+from ..logs import get_logger
+from .external import MethodFailed, command_methods
 
 # The model's two output modes as methods of the evaluation, named as `vaeedof fuse --mode` names them.
 LATENT, HYBRID = "latent", "hybrid"
@@ -90,9 +93,10 @@ def guided_filter_fusion(stack: list[torch.Tensor], r1: int = 45, eps1: float = 
     return torch.from_numpy(np.clip(fused, 0, 1)).permute(2, 0, 1)
 
 
-def fusion_methods(fuser=None) -> dict:
-    """Every method the evaluation compares, name -> function(stack) -> image: the model's two
-    output modes (when a fuser is given), the classical baselines, enfuse when installed."""
+def fusion_methods(fuser=None, evaluate: dict | None = None) -> dict:
+    """Every method the evaluation compares that can run here, name -> function(stack) -> image:
+    the model's two output modes (when a fuser is given), the classical baselines, enfuse when
+    installed, then the peers and external commands of the `evaluate` params (`external.py`)."""
     methods = {}
     if fuser is not None:
         methods[LATENT] = lambda stack: fuser.fuse(stack, mode=LATENT)
@@ -103,7 +107,32 @@ def fusion_methods(fuser=None) -> dict:
         methods["gff"] = guided_filter_fusion
     if enfuse_available():
         methods["enfuse"] = enfuse_fusion
+    methods.update(command_methods(evaluate or {}, {LATENT, HYBRID, *methods})[0])
     return methods
+
+
+def unavailable_methods(evaluate: dict | None = None) -> dict:
+    """The methods the evaluation would compare that cannot run here, name -> why: for the tables,
+    which list them instead of leaving them out."""
+    unavailable = {}
+    if not gff_available():
+        unavailable["gff"] = "needs OpenCV's ximgproc (opencv-contrib-python-headless)"
+    if not enfuse_available():
+        unavailable["enfuse"] = "not installed (Debian package 'enfuse')"
+    return unavailable | command_methods(evaluate or {})[1]
+
+
+def fuse_each(methods: dict, stack: list[torch.Tensor], where: str) -> tuple[dict, dict]:
+    """Every method on one stack: (name -> image, name -> why it failed). A method that fails on
+    a stack (MethodFailed) is logged in one line naming it and the stack, and the others go on."""
+    results, failed = {}, {}
+    for name, fuse in methods.items():
+        try:
+            results[name] = fuse(stack)
+        except MethodFailed as exc:
+            failed[name] = str(exc)
+            get_logger().warning("method %s failed on %s: %s", name, where, exc)
+    return results, failed
 
 
 def enfuse_available() -> bool:

@@ -31,7 +31,8 @@ def cmd_infer(args) -> None:
     from ..evaluation.infer import STAGE, infer
 
     atomic.check_replaceable(Path(args.out), STAGE, [args.data])  # before the model loads
-    infer(args.data, args.out, _fuser(args, params_mod.from_args(args)), args.align)
+    params = params_mod.from_args(args)
+    infer(args.data, args.out, _fuser(args, params), args.align, params["evaluate"])
 
 
 def cmd_evaluate(args) -> None:
@@ -55,7 +56,7 @@ def cmd_real_sheet(args) -> None:
     params = params_mod.load_or_defaults(args.params, args.set)  # real stacks: a project is not needed
     cfg = params["evaluate"]
     stacks = find_stacks(args.stacks or cfg["real_stacks"], cfg["real_stacks_max"])
-    real_stacks_sheet(stacks, _fuser(args, params), Path(args.out))
+    real_stacks_sheet(stacks, _fuser(args, params), Path(args.out), evaluate=cfg)
 
 
 def cmd_real_metrics(args) -> None:

@@ -13,7 +13,7 @@ from .. import atomic
 from ..images import psnr, read_image, to_pil
 from ..render import layout
 from ..render.contact_sheet import labelled_row, save_rows
-from .infer import read_manifest
+from .infer import fused_path, read_manifest
 
 
 def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, patch: int = 32,
@@ -28,7 +28,8 @@ def difficulty_table(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, 
         inputs, gt = layout.load_tensors(Path(data_dir) / scene)
         stack = torch.stack(inputs).numpy()
         gt = gt.numpy()
-        results = {m: read_image(fused_dir / m / f"{scene}.png").numpy() for m in manifest["methods"]}
+        results = {m: read_image(path).numpy() for m in manifest["methods"]
+                   if (path := fused_path(fused_dir, manifest, m, scene))}  # not where a method failed
         height, width = gt.shape[1:]
         for y in range(0, height - patch + 1, patch):
             for x in range(0, width - patch + 1, patch):
@@ -90,7 +91,10 @@ def methods_sheet(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, pat
     for scene in manifest["scenes"][:scenes]:
         inputs, gt = layout.load_tensors(Path(data_dir) / scene)
         images = [(f"input {k}", im) for k, im in enumerate(inputs)]
-        images += [(m, read_image(fused_dir / m / f"{scene}.png")) for m in manifest["methods"]]
+        for method in manifest["methods"]:
+            fused = fused_path(fused_dir, manifest, method, scene)
+            failed = (f"{method}: failed", torch.full_like(gt, 0.5))
+            images.append((method, read_image(fused)) if fused else failed)
         images.append(("GT", gt))
         rows.append(labelled_row([(label, to_pil(image)) for label, image in images], tile, tile))
     save_rows(rows, path)

@@ -20,7 +20,8 @@ from ..fusion.align import align_stack
 from ..images import as_float, save_image
 from ..logs import get_logger, progress
 from ..render import layout
-from .baselines import fusion_methods
+from .baselines import fuse_each, fusion_methods, unavailable_methods
+from .external import peer_versions
 
 STAGE = "infer"  # the owner of the fused folder (atomic.OWNER_FILE)
 CEILING = "vae_ceiling"
@@ -48,15 +49,19 @@ def read_manifest(fused_dir: str | os.PathLike) -> dict:
     return atomic.read_json(Path(fused_dir) / "manifest.json", "run `vaeedof infer` first")
 
 
-def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser, align: str = "off") -> dict:
+def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser, align: str = "off",
+          evaluate: dict | None = None) -> dict:
     """Write out_dir/<method>/<scene_id>.png for every method and test scene, atomically. With
-    `align` (auto, on) each stack is aligned first, for every method alike."""
+    `align` (auto, on) each stack is aligned first, for every method alike. `evaluate`: the params
+    naming peers and external commands. The manifest names the methods that could not run here
+    and, per method, the scenes it failed on (no image written for those)."""
     out_dir = Path(out_dir)
-    methods = fusion_methods(fuser)
-    if "enfuse" not in methods:
-        get_logger().warning("enfuse not installed: the enfuse baseline is skipped")
+    methods = fusion_methods(fuser, evaluate)
+    unavailable = unavailable_methods(evaluate)
+    for name, reason in unavailable.items():
+        get_logger().warning("method %s not run: %s", name, reason)
     scenes = test_scenes(data_dir)
-    unaligned = []
+    unaligned, failed = [], {}
     with atomic.atomic_directory(out_dir, STAGE, [data_dir]) as tmp:
         for scene_dir in progress(scenes, desc="infer"):
             inputs, gt = layout.load_tensors(scene_dir)
@@ -67,15 +72,25 @@ def infer(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fuser, align:
                 get_logger().warning("%s", exc)
                 unaligned.append(scene_dir.name)
             with torch.no_grad():
-                results = {name: fn(inputs) for name, fn in methods.items()}
+                results, failures = fuse_each(methods, inputs, scene_dir.name)
                 results[CEILING] = fuser.vae.reconstruct(gt[None].to(fuser.device))[0].cpu()
                 floats = [as_float(image).to(fuser.device) for image in inputs]
                 results[LATENT_ORACLE] = latent_selection_oracle(
                     fuser.vae, floats, as_float(gt).to(fuser.device)).cpu()
+            for name, reason in failures.items():
+                failed.setdefault(name, {})[scene_dir.name] = reason
             for name, image in results.items():
                 save_image(image, tmp / name / f"{scene_dir.name}.png")
         atomic.write_json(tmp / "manifest.json", {
-            "methods": sorted(methods) + [CEILING, LATENT_ORACLE], "scenes": [d.name for d in scenes],
-            "align": align, "alignment_failed": unaligned})
-    get_logger().info("fused %d test scenes with %s", len(scenes), ", ".join(sorted(methods)))
+            "methods": list(methods) + [CEILING, LATENT_ORACLE], "scenes": [d.name for d in scenes],
+            "align": align, "alignment_failed": unaligned, "failed": failed, "unavailable": unavailable,
+            "peers": peer_versions()})
+    get_logger().info("fused %d test scenes with %s", len(scenes), ", ".join(methods))
     return read_manifest(out_dir)
+
+
+def fused_path(fused_dir: str | os.PathLike, manifest: dict, method: str, scene: str) -> Path | None:
+    """The image `method` made of `scene`, or None where it failed on that scene."""
+    if scene in manifest.get("failed", {}).get(method, {}):
+        return None
+    return Path(fused_dir) / method / f"{scene}.png"

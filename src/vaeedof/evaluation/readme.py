@@ -97,16 +97,29 @@ def cell_difficulty(cell: dict, index: int) -> str:
 
 
 def throughput_block(reports: Path) -> str:
+    """Figure 6 as a table; a method that failed or could not run shows why, below the table."""
     rows = _rows(reports / "throughput.csv")
     counts = sorted({int(r["inputs"]) for r in rows})
-    methods = sorted({r["method"] for r in rows})
-    value = {(int(r["inputs"]), r["method"]): float(r["images_per_s"]) for r in rows}
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(int(r["inputs"]), r["method"]): r for r in rows}
     lines = ["| method | " + " | ".join(f"{n} inputs" for n in counts) + " |",
              "|---|" + "---|" * len(counts)]
+    reasons = {}
     for method in methods:
-        lines.append(f"| {method} | " + " | ".join(f"{value[(n, method)]:.3g}" for n in counts) + " |")
+        cells = []
+        for count in counts:
+            row = by.get((count, method), {})
+            if row.get("images_per_s"):
+                cells.append(f"{float(row['images_per_s']):.3g}")
+            else:
+                status = row.get("status") or "not measured"
+                cells.append(status.split(":")[0])
+                reasons.setdefault(method, status)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     device = rows[0].get("device", "?") if rows else "?"
-    return "\n".join(lines) + f"\n\nFused images per second on `{device}`.\n"
+    notes = "".join(f"\n- {method}: {reason}" for method, reason in reasons.items())
+    return "\n".join(lines) + f"\n\nFused images per second on `{device}`; peers and external commands " \
+        f"are timed as whole commands (process start included).{notes}\n"
 
 
 def timings_block(benchmarks: Path) -> str:

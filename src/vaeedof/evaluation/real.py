@@ -15,7 +15,7 @@ from ..fusion.align import align_stack
 from ..fusion.files import load_stack
 from ..images import to_pil
 from ..render.contact_sheet import labelled_row, save_rows
-from .baselines import fusion_methods
+from .baselines import fuse_each, fusion_methods
 
 
 def load_real_stack(paths: list[Path]) -> list[torch.Tensor]:
@@ -54,14 +54,17 @@ def _crop(image: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
 
 
 def real_stacks_sheet(stacks: list[tuple[str, list[Path]]], fuser, path: Path, tile: int = 160,
-                      shown_inputs: int = 3) -> None:
-    """Rows: a few inputs | the model and the baselines, for real focus stacks (no GT)."""
-    methods = fusion_methods(fuser)
+                      shown_inputs: int = 3, evaluate: dict | None = None) -> None:
+    """Rows: a few inputs | the model, the baselines, peers and external commands (`evaluate`),
+    for real focus stacks (no GT); a method that failed on a stack is a grey tile saying so."""
+    methods = fusion_methods(fuser, evaluate)
     rows = []
     for name, stack in stacks:
         images = load_real_stack(stack)
         with torch.no_grad():
-            results = [(name, fn(images)) for name, fn in methods.items()]
+            fused, _ = fuse_each(methods, images, name)  # each failure is logged by fuse_each
+        results = [(method, fused[method]) if method in fused else
+                   (f"{method} failed", torch.full_like(images[0], 0.5)) for method in methods]
         picks = np.linspace(0, len(images) - 1, min(shown_inputs, len(images))).round().astype(int)
         shown = [(stack[i].name, images[i]) for i in picks] + results
         height = round(tile * images[0].shape[1] / images[0].shape[2])

@@ -1,6 +1,7 @@
 """`vaeedof real-metrics`: the no-reference scores (Q^AB/F, Q_Y, NMI) of the model and every
 baseline on real focus stacks without ground truth (e.g. Lytro, MFFW): reports/real_metrics.csv
-(one row per stack and method, then each collection's mean per method) and an MLflow run."""
+(one row per stack and method, then each collection's mean per method, each with a status: a
+method that failed or could not run is listed with why, without scores) and an MLflow run."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from .. import atomic
 from ..errors import VaeedofError
 from ..logs import get_logger, progress
 from ..tracking import check_store, log_evaluation
-from .baselines import fusion_methods
+from .baselines import fuse_each, fusion_methods, unavailable_methods
 from .nr_metrics import METRICS, no_reference_scores
 from .real import load_real_stack
 from .scores import checkpoint_info
 
 MEAN_ROW = "mean"
+OK = "ok"
 
 
 def _collection(paths: list[Path]) -> str:
@@ -26,30 +28,43 @@ def _collection(paths: list[Path]) -> str:
     return paths[0].parent.parent.name
 
 
-def score_stacks(stacks: list[tuple[str, list[Path]]], fuser) -> list[dict]:
-    """One row per (stack, method): the stack's collection, size, inputs and the three scores."""
-    methods = fusion_methods(fuser)
+def score_stacks(stacks: list[tuple[str, list[Path]]], fuser, evaluate: dict | None = None) -> list[dict]:
+    """One row per (stack, method): the stack's collection, size, inputs, the three scores and a
+    status: `ok`, `failed: why` (no scores), or `not run: why` for a method that cannot run here."""
+    methods = fusion_methods(fuser, evaluate)
+    unavailable = unavailable_methods(evaluate)
     rows = []
     for name, paths in progress(stacks, desc="real stacks"):
         images = load_real_stack(paths)
+        base = {"collection": _collection(paths), "stack": name, "inputs": len(images)}
         with torch.no_grad():
-            for method, fuse in methods.items():
-                scores = no_reference_scores(images, fuse(images).float().clamp(0, 1))
-                rows.append({"collection": _collection(paths), "stack": name, "method": method,
-                             "inputs": len(images), **{k: round(v, 5) for k, v in scores.items()}})
+            fused, failed = fuse_each(methods, images, name)
+        for method in methods:
+            if method in fused:
+                scores = no_reference_scores(images, fused[method].float().clamp(0, 1))
+                rows.append({**base, "method": method, **{k: round(v, 5) for k, v in scores.items()},
+                             "status": OK})
+            else:
+                rows.append({**base, "method": method, **dict.fromkeys(METRICS),
+                             "status": f"failed: {failed[method]}"})
+        rows += [{**base, "method": method, **dict.fromkeys(METRICS), "status": f"not run: {reason}"}
+                 for method, reason in unavailable.items()]
     return rows
 
 
 def collection_means(rows: list[dict]) -> list[dict]:
-    """Per collection and method, the mean of each score over its stacks."""
+    """Per collection and method, the mean of each score over the stacks it fused (`inputs`: how
+    many); its status says on how many it failed, or why it did not run."""
     means = []
     for collection in sorted({row["collection"] for row in rows}):
         for method in dict.fromkeys(row["method"] for row in rows):
             picked = [r for r in rows if r["collection"] == collection and r["method"] == method]
-            if picked:
-                means.append({"collection": collection, "stack": MEAN_ROW, "method": method,
-                              "inputs": len(picked),
-                              **{k: round(float(np.mean([r[k] for r in picked])), 5) for k in METRICS}})
+            fused = [r for r in picked if r["status"] == OK]
+            status = OK if len(fused) == len(picked) else picked[0]["status"] if not fused else \
+                f"failed on {len(picked) - len(fused)} of {len(picked)} stacks"
+            scores = {k: round(float(np.mean([r[k] for r in fused])), 5) if fused else None for k in METRICS}
+            means.append({"collection": collection, "stack": MEAN_ROW, "method": method,
+                          "inputs": len(fused), **scores, "status": status})
     return means
 
 
@@ -61,10 +76,13 @@ def run(stacks: list[tuple[str, list[Path]]], fuser, reports_dir: str | Path, ch
     reports = Path(reports_dir)
     if track:
         check_store()
-    rows = score_stacks(stacks, fuser)
+    rows = score_stacks(stacks, fuser, params["evaluate"])
     means = collection_means(rows)
     path = reports / "real_metrics.csv"
     atomic.write_csv(path, rows + means)
+    for row in [row for row in means if row["status"] != OK]:
+        get_logger().warning("%s %s: %s", row["collection"], row["method"], row["status"])
+    means = [row for row in means if row["qabf"] is not None]  # the CSV keeps the others, with why
     for row in means:
         get_logger().info("%s %-16s Q^AB/F %.4f  Q_Y %.4f  NMI %.4f", row["collection"], row["method"],
                           row["qabf"], row["qy"], row["nmi"])

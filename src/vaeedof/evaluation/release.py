@@ -42,7 +42,8 @@ def _train_wall_s(benchmark: Path) -> float | None:
 def _table(metrics: dict) -> list[str]:
     lines = ["| method | " + " | ".join(TABLE_METRICS) + " |", "|---" * (len(TABLE_METRICS) + 1) + "|"]
     for method, scores in sorted(metrics["methods"].items()):
-        cells = [f"{scores[m]:.4f}" if m != "PSNR" else f"{scores[m]:.2f}" for m in TABLE_METRICS]
+        cells = ["n/a" if m not in scores else f"{scores[m]:.4f}" if m != "PSNR" else f"{scores[m]:.2f}"
+                 for m in TABLE_METRICS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -52,7 +53,8 @@ def _real_means(path: Path | None) -> list[dict]:
     if path is None or not path.exists():
         return []
     with path.open() as handle:
-        return [row for row in csv.DictReader(handle) if row["stack"] == "mean"]
+        # Methods that fused no stack of a collection (their status says why) have no means.
+        return [row for row in csv.DictReader(handle) if row["stack"] == "mean" and row["qabf"]]
 
 
 def _real_table(means: list[dict]) -> list[str]:

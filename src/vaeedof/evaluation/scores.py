@@ -15,7 +15,7 @@ from ..images import read_image
 from ..logs import progress
 from ..provenance import data_version, git_commit
 from ..render import layout
-from .infer import read_manifest
+from .infer import fused_path, read_manifest
 from .metrics import METRICS, MetricSuite, higher_is_better
 
 
@@ -32,17 +32,21 @@ def score(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_dir
         gt = read_image(Path(data_dir) / scene / layout.GT_FILE)
         side = min(gt.shape[-2:]) if side is None else min(side, *gt.shape[-2:])
         for method in manifest["methods"]:
-            scores = suite(read_image(fused_dir / method / f"{scene}.png"), gt)
-            rows.append({"scene": scene, "method": method, **scores})
+            path = fused_path(fused_dir, manifest, method, scene)
+            if path:  # where a method failed, its failure is in the summary and the table
+                rows.append({"scene": scene, "method": method, **suite(read_image(path), gt)})
     unavailable = dict(suite.unavailable, **suite.size_reasons(side or 0))
     summary: dict = {"methods": {}, "unavailable": unavailable, "scenes": len(manifest["scenes"]),
                      "variant": variant, "align": manifest.get("align", "off"),
-                     "alignment_failed": manifest.get("alignment_failed", [])}
+                     "alignment_failed": manifest.get("alignment_failed", []),
+                     "failed_methods": manifest.get("failed", {}),
+                     "unavailable_methods": manifest.get("unavailable", {}),
+                     "peers": manifest.get("peers", {})}
     for method in manifest["methods"]:
         values = [r for r in rows if r["method"] == method]
         summary["methods"][method] = {
             name: float(np.mean([r[name] for r in values])) for name in METRICS
-            if all(r[name] is not None for r in values)}
+            if values and all(r[name] is not None for r in values)}
     if checkpoint_info:
         summary["checkpoint"] = checkpoint_info
     summary["git_commit"] = git_commit()
@@ -54,30 +58,40 @@ def score(data_dir: str | os.PathLike, fused_dir: str | os.PathLike, reports_dir
 
 
 def table_markdown(summary: dict) -> str:
-    """Methods x metrics; the best value of each metric in bold (ties too); arrows give the
-    better direction; unavailable metrics are listed with their reasons."""
-    methods = summary["methods"]
+    """Methods x metrics; the best value of each metric in bold (ties too), among the methods
+    that fused every scene; arrows give the better direction. Unavailable metrics are listed with
+    their reasons; a method that failed on some scenes is marked (its means are over the others)
+    and one that could not run here is a row of `not run`, with the reasons below."""
+    methods, failed = summary["methods"], summary.get("failed_methods", {})
     names = [n for n in METRICS if n not in summary["unavailable"]]
     lines = ["| method | " + " | ".join(f"{n} {'↑' if higher_is_better(n) else '↓'}" for n in names) + " |",
              "|---|" + "---|" * len(names)]
     best = {}
     for name in names:
-        values = [m[name] for m in methods.values() if name in m]
+        values = [m[name] for method, m in methods.items() if name in m and method not in failed]
         if values:
             best[name] = max(values) if higher_is_better(name) else min(values)
     for method, scores in methods.items():
         cells = []
         for name in names:
             if name not in scores:
-                cells.append("n/a")
+                cells.append("failed" if method in failed else "n/a")
                 continue
             text = f"{scores[name]:.4f}" if abs(scores[name]) < 10 else f"{scores[name]:.2f}"
-            cells.append(f"**{text}**" if np.isclose(scores[name], best[name]) else text)
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            cells.append(f"**{text}**" if name in best and np.isclose(scores[name], best[name]) else text)
+        lines.append(f"| {method}{' †' if method in failed else ''} | " + " | ".join(cells) + " |")
+    for method in summary.get("unavailable_methods", {}):
+        lines.append(f"| {method} | " + " | ".join("not run" for _ in names) + " |")
     lines.append("")
     lines.append(f"{summary['scenes']} test scenes. `vae_ceiling` is the ground truth through the "
                  "frozen VAE: the best fusion through it can reach; `latent_selection_oracle` per latent "
                  "position the input latent nearest the ground truth's, decoded.")
+    for method, scenes in failed.items():
+        scene, reason = next(iter(scenes.items()))
+        lines.append(f"- {method} †: failed on {len(scenes)} of {summary['scenes']} scenes (first: {scene}, "
+                     f"{reason}); its means are over the others and it is not ranked")
+    for method, reason in summary.get("unavailable_methods", {}).items():
+        lines.append(f"- {method}: not run, {reason}")
     for name, reason in summary["unavailable"].items():
         lines.append(f"- {name}: unavailable, {reason}")
     return "\n".join(lines) + "\n"
