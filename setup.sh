@@ -2,8 +2,18 @@
 # One-command setup: creates .venv (Python 3.11) with the pinned dependencies, installs this
 # package editable, and the system libraries Blender's bpy needs (when run as root; otherwise it
 # names them). Idempotent: a second run only checks.
+#   ./setup.sh            the pipeline
+#   ./setup.sh --peers    and the evaluation's peers (openfocus: StackMFF V1-V3; requirements-peers.txt)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+peers=0
+for arg in "$@"; do
+  case "$arg" in
+    --peers) peers=1 ;;
+    *) echo "setup: unknown option $arg (known: --peers)" >&2; exit 2 ;;
+  esac
+done
 
 BLENDER_LIBS=(libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1)
 PYTHON=${PYTHON:-python3.11}
@@ -29,11 +39,17 @@ if ! command -v "$PYTHON" >/dev/null; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+requirements=(requirements.txt requirements-nodeps.txt pyproject.toml)
+((peers)) && requirements+=(requirements-peers.txt)
+want=$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -r requirements.txt
   .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
   .venv/bin/python -m pip install -q --no-deps -e .
+  if ((peers)); then
+    .venv/bin/python -m pip install -q --no-deps -r requirements-peers.txt
+    .venv/bin/openfocus --help >/dev/null  # its imports resolve: the peers can run
+  fi
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import bpy, torch, vaeedof; print('setup: ok (Blender', bpy.app.version_string, '| torch', torch.__version__, ')')"

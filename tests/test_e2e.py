@@ -1,8 +1,10 @@
 """The whole chain on a fresh copy of the project at the config/ci.yaml scale, given to both tools as
 an overlay (Snakemake: --configfile; DVC: the merged file of `vaeedof configure`): Snakemake runs
 assets -> training -> evaluation, a second run does nothing, the report has the plots, DVC agrees
-(no render or training redone), `dvc exp run -S` resumes training, MLflow runs can be compared."""
+(no render or training redone), `dvc exp run -S` resumes training, MLflow runs can be compared.
+The overlay's external method (examples/external_method.py) is in Table 1 and Figure 6."""
 
+import csv
 import json
 import os
 import re
@@ -71,6 +73,13 @@ def test_snakemake_builds_everything_then_nothing(project):
         assert list((project / "benchmarks" / stage).rglob("*.tsv")), stage
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert {"latent", "hybrid", "mean", "laplacian", "vae_ceiling"} <= set(metrics["methods"])
+    assert "PSNR" in metrics["methods"]["example"] and not metrics["failed_methods"]
+    # The peers of config/ci.yaml: measured when installed, listed as not run when not.
+    for peer in ("stackmff-v3", "openfocus-guided-filter"):
+        assert "PSNR" in metrics["methods"].get(peer, {}) or peer in metrics["unavailable_methods"], peer
+    assert "| example |" in (project / "reports/table.md").read_text()
+    speeds = {(r["method"], r["inputs"]): r for r in csv.DictReader(open(project / "reports/throughput.csv"))}
+    assert all(float(speeds[("example", str(n))]["images_per_s"]) > 0 for n in range(2, 8))
     assert "Nothing to be done" in _run([*SNAKEMAKE, "--cores", "2", "-n"], project)
 
 

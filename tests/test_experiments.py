@@ -48,7 +48,7 @@ def test_each_study_table_is_a_figure_results_can_hold(tmp_path):
     photo_rows = [
         {"stack": s, "planes": 2, "method": m, "psnr": p, "ssim": 0.9}
         for s, m, p in [("a", "gff", 30.0), ("b", "gff", 34.0), ("a", "hybrid", 31.0),
-                        ("b", "hybrid", 33.0)]]
+                        ("b", "hybrid", 33.0), ("a", "stackmff-v3", 29.0), ("b", "stackmff-v3", "")]]
 
     text = "".join([
         sweep_table(_strings(sweep_rows)), observability_table(_strings(frames), _strings(scenes)),
@@ -60,8 +60,9 @@ def test_each_study_table_is_a_figure_results_can_hold(tmp_path):
     assert "PSNR on mattingmfif/test (30 stacks): GFF 30.70" in text
     assert ("| gff | 2 | 35.00 | 0.010 dB | 20.00 | 34.25 | 34.30 | -0.70 (-1.10) | 0.100 (0.150) | "
             "0.30 / 2.00 (15%) |") in text
-    assert "| gff | 2 | 32.00 | 0.9000 | - |" in text
-    assert "| hybrid | 2 | 32.00 | 0.9000 | 1 of 2 |" in text
+    assert "| gff | 2 | 32.00 | 0.9000 | 0 | - |" in text
+    assert "| hybrid | 2 | 32.00 | 0.9000 | 0 | 1 of 2 |" in text
+    assert "| stackmff-v3 | 1 | 29.00 | 0.9000 | 1 | 0 of 1 |" in text  # failed on b: not scored
     assert ("| photographic | 1 | 0 | -0.100 (-0.100) | 1 | 2 | 3.00 | 3.00 | 0.60 | 50% | 0.50 | 30.00 | "
             "29.50 | 22.00 |") in text
     for name, table in [("hybrid-sweep", sweep_table(_strings(sweep_rows))),

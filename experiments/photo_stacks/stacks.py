@@ -161,15 +161,18 @@ def layered_stack(photo, rng: np.random.Generator, size: int, max_radius: float,
 
 def summary(rows: list[dict]) -> list[str]:
     """`run.py`: its rows (strings from its CSV, or numbers) as a markdown table,
-    one line per method: mean PSNR and SSIM, and on how many stacks its PSNR is above GFF's."""
-    header = ["method", "stacks", "PSNR", "SSIM", "PSNR above GFF's on"]
+    one line per method: mean PSNR and SSIM over the stacks it fused, on how many it failed (rows
+    without scores; older CSVs have no such rows), and on how many its PSNR is above GFF's."""
+    header = ["method", "stacks", "PSNR", "SSIM", "failed on", "PSNR above GFF's on"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     gff = {r["stack"]: float(r["psnr"]) for r in rows if r["method"] == "gff"}
     for method in sorted({r["method"] for r in rows}):
-        mine = [r for r in rows if r["method"] == method]
+        mine = [r for r in rows if r["method"] == method and r["psnr"] not in (None, "")]
+        failed = sum(r["method"] == method and r["psnr"] in (None, "") for r in rows)
         psnr = np.array([float(r["psnr"]) for r in mine])
         ssim = np.array([float(r["ssim"]) for r in mine])
+        scores = f"{psnr.mean():.2f} | {ssim.mean():.4f}" if mine else "- | -"
         above = "-" if method == "gff" or not gff else \
             f"{sum(float(r['psnr']) > gff[r['stack']] for r in mine if r['stack'] in gff)} of {len(mine)}"
-        lines.append(f"| {method} | {len(mine)} | {psnr.mean():.2f} | {ssim.mean():.4f} | {above} |")
+        lines.append(f"| {method} | {len(mine)} | {scores} | {failed} | {above} |")
     return lines
