@@ -192,3 +192,12 @@ def test_every_peer_names_an_openfocus_method():
     listed = help_text.split("--method {", 1)[1].split("}", 1)[0].split(",")
     assert set(PEERS.values()) <= set(listed)
 
+
+
+def test_a_template_can_be_set_on_the_command_line():
+    from vaeedof import params
+
+    template = "{python} tool.py --out {out} {inputs}"
+    given = params.given([f"evaluate.external.mine={template}"])
+    assert given == {"evaluate": {"external": {"mine": template}}}
+    assert params.given(["evaluate.peers=[stackmff-v3]"])["evaluate"]["peers"] == ["stackmff-v3"]

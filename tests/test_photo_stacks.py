@@ -68,8 +68,8 @@ def test_the_summary_counts_the_stacks_above_gff():
             for s, m, p, q in [("a", "gff", 30.0, 0.9), ("b", "gff", 34.0, 0.95),
                                ("a", "hybrid", 31.0, 0.92), ("b", "hybrid", 35.0, 0.96)]]
     lines = ps.summary(rows)
-    assert lines[2] == "| gff | 2 | 32.00 | 0.9250 | - |"
-    assert lines[3] == "| hybrid | 2 | 33.00 | 0.9400 | 2 of 2 |"
+    assert lines[2] == "| gff | 2 | 32.00 | 0.9250 | 0 | - |"
+    assert lines[3] == "| hybrid | 2 | 33.00 | 0.9400 | 0 | 2 of 2 |"
 
 
 def test_the_latent_gap_pools_error_by_distance_to_a_plane_edge():

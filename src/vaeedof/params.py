@@ -144,8 +144,12 @@ def _override(tree: dict, item: str) -> None:
 
 
 def _parse_value(text: str):
-    """YAML typing, plus numbers YAML 1.1 leaves as strings (1e-3)."""
-    value = yaml.safe_load(text)
+    """YAML typing, plus numbers YAML 1.1 leaves as strings (1e-3); text that is not YAML (a
+    command template such as `{python} tool.py {inputs}`) is the string it reads."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
     if isinstance(value, str):
         try:
             return float(value)

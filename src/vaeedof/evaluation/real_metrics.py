@@ -76,7 +76,7 @@ def run(stacks: list[tuple[str, list[Path]]], fuser, reports_dir: str | Path, ch
     reports = Path(reports_dir)
     if track:
         check_store()
-    rows = score_stacks(stacks, fuser, params["evaluate"])
+    rows = score_stacks(stacks, fuser, params.get("evaluate"))
     means = collection_means(rows)
     path = reports / "real_metrics.csv"
     atomic.write_csv(path, rows + means)
