@@ -27,8 +27,9 @@ rule dataset:
 
 
 # A complete run is recorded in dvc.lock (the stages it built with the values DVC reads: the
-# merged file of `vaeedof configure`), so a `dvc repro` afterwards finds them current. A run of other targets leaves dvc.lock alone: the
-# stages it did not ask for may be out of date.
+# merged file of `vaeedof configure`), so a `dvc repro` afterwards finds them current. A run of
+# other targets leaves dvc.lock alone: the stages it did not ask for may be out of date. So does
+# --touch, which builds nothing (after `dvc pull`, DVC has recorded the outputs already).
 onsuccess:
-    if set(workflow.dag_settings.targets) <= {"all"}:
+    if set(workflow.dag_settings.targets) <= {"all"} and not workflow.touch:
         shell("mkdir -p logs && {VAEEDOF} dvc-commit 2>> logs/dvc-commit.log")

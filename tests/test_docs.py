@@ -69,3 +69,31 @@ def test_a_damaged_or_foreign_table_is_one_line_and_kept(tmp_path):
     with pytest.raises(VaeedofError, match="theirs.csv: not a recorded table"):
         results.record("theirs", "| a |\n|---|\n| 1 |\n", "made", "abc", folder=tmp_path)
     assert (tmp_path / "theirs.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_the_storage_table_is_measured_from_dvc_lock_and_scaled_per_scale(tmp_path, monkeypatch):
+    import yaml
+
+    from vaeedof.evaluation.readme import storage_block
+
+    monkeypatch.chdir(ROOT)  # the scales: params.yaml and its overlays
+    demo = yaml.safe_load((ROOT / "params.yaml").read_text())
+    lock = {"schema": "2.0", "stages": {
+        "scenes": {"params": {"params.run.yaml": {"scenes.train": demo["scenes"]["train"],
+                                                   "scenes.test": demo["scenes"]["test"]}},
+                   "outs": [{"path": "data/scenes", "md5": "x.dir", "size": 1000, "nfiles": 76}]},
+        "render@train": {"params": {"params.run.yaml": {"render.crop": demo["render"]["crop"]}},
+                         "outs": [{"path": "data/mattingmfif/train", "md5": "y.dir", "size": 2_000_000,
+                                   "nfiles": 520}]},
+        "evaluate": {"outs": [{"path": "reports/table.md", "md5": "z", "size": 300},
+                              {"path": "reports/metrics.json", "md5": "w", "size": 700}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    table = storage_block(tmp_path / "dvc.lock")
+    # Measured at the demo scale: its column is exact; the reports are one row of their own.
+    assert "| `data/mattingmfif/train` | render@train | 520 | 2.0 MB |" in table
+    assert "| `reports/` | evaluate, ... | 2 | 1.0 KB | 1.0 KB | 1.0 KB | 1.0 KB |" in table
+    train = next(line for line in table.splitlines() if line.startswith("| `data/mattingmfif/train`"))
+    ci, demo_cell, paper = train.strip("| ").split(" | ")[-3:]
+    assert demo_cell == "2.0 MB" and ci.startswith("~") and paper.startswith("~")
+    # The paper renders whole 4096 px frames of 10,000 scenes: 2 MB x (10000 x 4096^2) / (52 x 128^2).
+    assert paper == "~393.8 GB" and "52 train and 24 test scenes" in table

@@ -119,6 +119,44 @@ def test_dvc_after_snakemake_redoes_no_render_or_training(project):
     assert "PSNR" in _run(["dvc", "metrics", "show"], project)
 
 
+def test_a_clone_pulls_from_the_remote_and_has_nothing_to_rerun(project, tmp_path):
+    # The run's outputs pushed to a remote of this machine only (config.local: the project's own
+    # default remote stays as committed), and dvc.lock committed, as a user shares a run.
+    remote = tmp_path / "store"
+    _run(["dvc", "remote", "add", "--local", "-d", "tmpstore", str(remote)], project)
+    try:
+        _run(["dvc", "push"], project)
+    finally:
+        _run(["dvc", "remote", "remove", "--local", "tmpstore"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "a run"], project)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "models").exists() and not (clone / "reports").exists()
+    _run(["dvc", "remote", "modify", "--local", "store", "url", str(remote)], clone)
+    _run(["vaeedof", "configure", "config/ci.yaml"], clone)  # the merged file is not data: made here
+    _run(["dvc", "pull"], clone)
+    assert (clone / "models/fusion_ema.safetensors").read_bytes() == \
+        (project / "models/fusion_ema.safetensors").read_bytes()
+    assert _dvc_changed(clone) == set()
+    assert "Data and pipelines are up to date" in _run(["dvc", "status"], clone)
+    out = _run(["dvc", "repro"], clone)
+    assert "Running stage" not in out, out
+    # Snakemake has no record of this clone's files (.snakemake is not shared) and a pull gives
+    # them new timestamps in no order: --touch marks them current, in the order of the DAG.
+    lock = (clone / "dvc.lock").read_text()
+    _run([*SNAKEMAKE, "--cores", "1", "--touch"], clone)
+    assert "Nothing to be done" in _run([*SNAKEMAKE, "--cores", "2", "-n"], clone)
+    assert (clone / "dvc.lock").read_text() == lock and not (clone / "logs/dvc-commit.log").exists()
+    # The pulled reports are complete: every figure of the pipeline is collected from them (the
+    # stage timings are Snakemake's benchmark files, not data: they stay as recorded), and the
+    # documents regenerated from them pass the check.
+    documents = ["README.md", *sorted(str(p.relative_to(clone)) for p in (clone / "docs").glob("*.md"))]
+    said = _run(["vaeedof", "readme", "--collect", *documents], clone)
+    assert "collected table, per-scene, difficulty, throughput, handheld;" in said, said
+    _run(["vaeedof", "readme", "--check", *documents], clone)
+
+
 def test_editing_a_metrics_code_reruns_only_the_evaluation_stages(project):
     metrics = project / "src/vaeedof/evaluation/metrics.py"
     original = metrics.read_text()

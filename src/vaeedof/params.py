@@ -158,6 +158,15 @@ def _parse_value(text: str):
     return value
 
 
+def with_defaults(dotted: dict) -> dict:
+    """Parameters given by dotted key (as dvc.lock records a stage's), nested, over the schema's
+    defaults for the keys not given."""
+    tree: dict = {}
+    for key, value in dotted.items():
+        _set_dotted(tree, key, value)
+    return _merge(schema_defaults(), tree)
+
+
 def _set_dotted(tree: dict, dotted: str, value) -> None:
     parts = dotted.split(".")
     for depth, part in enumerate(parts[:-1]):

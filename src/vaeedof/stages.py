@@ -30,13 +30,15 @@ class Stage:
     name: str
     cmd: str  # the CLI call as DVC runs it (`${item}` for each split of a `foreach` stage)
     deps: tuple[str, ...]  # data it reads (folders or files)
-    outs: tuple[str, ...]  # what it writes, cached by DVC
+    outs: tuple[str, ...]  # what it writes, cached by DVC (and pushed to its remote)
     params: tuple[str, ...]  # dotted parameter keys it reads
     foreach: tuple[str, ...] = ()  # one DVC stage per item (the splits)
     persist: bool = False  # outputs DVC must not delete before a run (the command skips current work)
     cache: bool = True  # False: outputs kept in the workspace only (a generated file, not data)
-    metrics: tuple[str, ...] = ()  # small reports kept in git, not in the cache
-    plots: dict = field(default_factory=dict)  # csv -> (x, y), kept in git
+    # Metrics and plots are cached like the outputs: reports/ is not in git, so the remote is what
+    # brings them to a clone (`dvc pull`).
+    metrics: tuple[str, ...] = ()
+    plots: dict = field(default_factory=dict)  # csv -> (x, y)
     # Keys that set how many jobs Snakemake runs (one per scene), not what a job does.
     count_keys: tuple[str, ...] = ()
 
@@ -287,9 +289,9 @@ def _dvc_stage(item: Stage) -> dict:
         body["params"] = [{params_mod.MERGED: list(item.params)}]
     body["outs"] = [out(path) for path in item.outs]
     if item.metrics:
-        body["metrics"] = [{path: {"cache": False}} for path in item.metrics]
+        body["metrics"] = list(item.metrics)
     if item.plots:
-        body["plots"] = [{path: {"cache": False, "x": x, "y": y}} for path, (x, y) in item.plots.items()]
+        body["plots"] = [{path: {"x": x, "y": y}} for path, (x, y) in item.plots.items()]
     return {"foreach": list(item.foreach), "do": body} if item.foreach else body
 
 

@@ -193,6 +193,91 @@ def align_decisions_block(docs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The scales whose sizes the storage table gives: overlays on params.yaml (docs/workflow.md).
+SCALES = {"ci": ("config/ci.yaml",), "demo": (), "paper": ("config/paper.yaml",)}
+
+
+def _grows_with(path: str, params: dict) -> float:
+    """How much of what makes output `path` big a scale has (pixels rendered, patch pixels, model
+    width): sizes at another scale are estimated in proportion. 1: small or fixed."""
+    scenes, render, patches, assets = params["scenes"], params["render"], params["patches"], params["assets"]
+
+    def side(split: str) -> int:
+        crop = render["test_crop"] if split == "test" and render["test_crop"] else render["crop"]
+        return crop or render["resolution"]
+
+    split = path.rstrip("/").rsplit("/", 1)[-1]
+    if path.startswith(("data/mattingmfif/", "data/handheld/")) and split in scenes:
+        return scenes[split] * side(split) ** 2
+    if path.startswith("data/fused"):
+        return scenes["test"] * side("test") ** 2
+    if path in ("data/patches", "data/latents"):
+        return scenes["train"] * patches["per_scene"] * patches["size"] ** 2
+    if path == "data/scenes":
+        return scenes["train"] + scenes["test"]
+    if path == "resources/assets":
+        procedural = assets["procedural"]
+        return (sum(procedural[k] for k in ("subjects_train", "subjects_test", "backgrounds_train",
+                                            "backgrounds_test")) * procedural["subject_size"] ** 2
+                + procedural["hdris"] * procedural["hdri_width"] ** 2)
+    if path.startswith("models/fusion_ema.safetensors"):
+        return sum(width**2 for width in params["model"]["widths"])
+    return 1.0
+
+
+def _size(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def storage_block(lock: Path = Path("dvc.lock")) -> str:
+    """What `dvc push` stores, per output: measured by the run dvc.lock records (its sizes and its
+    parameters), and estimated for each scale in proportion to `_grows_with`."""
+    import yaml
+
+    from .. import params as params_mod
+
+    try:
+        stages = yaml.safe_load(lock.read_text())["stages"]
+    except FileNotFoundError:
+        raise VaeedofError(f"{lock}: not found (a pipeline run writes it)") from None
+    run = params_mod.with_defaults({dotted: value for stage in stages.values()
+                                    for values in stage.get("params", {}).values()
+                                    for dotted, value in values.items()})
+    scales = {name: params_mod.merged("params.yaml", list(overlays)) for name, overlays in SCALES.items()}
+    outputs = {}  # path -> (stage, files, bytes); the small reports as one row
+    for name, stage in stages.items():
+        for out in stage.get("outs", []):
+            path = "reports/" if out["path"].startswith("reports/") else out["path"]
+            if "size" in out and path != params_mod.MERGED:
+                _, files, size = outputs.get(path, ("", 0, 0))
+                stage_name = "evaluate, ..." if path == "reports/" else name
+                outputs[path] = (stage_name, files + out.get("nfiles", 1), size + out["size"])
+    lines = ["| output | stage | files | size in dvc.lock | " + " | ".join(SCALES) + " |",
+             "|---" * (4 + len(SCALES)) + "|"]
+    totals = {scale: [0.0, True] for scale in SCALES}  # bytes, measured (not estimated)
+    for path, (stage, files, size) in outputs.items():
+        cells = []
+        for scale, values in scales.items():
+            exact = _grows_with(path, values) == _grows_with(path, run)
+            estimate = size * _grows_with(path, values) / _grows_with(path, run)
+            totals[scale][0] += estimate
+            totals[scale][1] &= exact
+            cells.append(_size(estimate) if exact else f"~{_size(estimate)}")
+        lines.append(f"| `{path}` | {stage} | {files} | {_size(size)} | " + " | ".join(cells) + " |")
+    all_cells = [("" if exact else "~") + _size(total) for total, exact in totals.values()]
+    measured = _size(sum(o[2] for o in outputs.values()))
+    lines.append(f"| all | | | {measured} | " + " | ".join(all_cells) + " |")
+    return "\n".join(lines) + (
+        f"\n\nMeasured: the run dvc.lock records ({run['scenes']['train']} train and "
+        f"{run['scenes']['test']} test scenes). `~`: estimated in proportion to pixels rendered, patch "
+        "pixels or model width at that scale; PNG compression and the assets' sources differ, so the "
+        "paper's column is an order of magnitude, not a budget.\n")
+
+
 PIPELINE = "snakemake --cores all"
 # Figure -> (what makes its table from reports/ and benchmarks/, the command that wrote those).
 COLLECTORS = {
@@ -231,6 +316,8 @@ def make_block(name: str, results_folder: Path, docs: Path = Path("docs")) -> st
         return release_block()
     if name == "align-decisions":
         return align_decisions_block(docs)
+    if name == "storage":
+        return storage_block()
     return results.block(name, results_folder)
 
 
