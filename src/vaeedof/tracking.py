@@ -4,6 +4,7 @@ recent runs side by side (the parameters that differ, their final metrics)."""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from datetime import UTC, datetime
@@ -48,9 +49,25 @@ def check_store(uri: str | None = None) -> None:
         experiment = mlflow.set_experiment(EXPERIMENT)
         MlflowClient(uri).set_experiment_tag(experiment.experiment_id, "last_checked", str(time.time()))
     except Exception as exc:  # MLflow raises many types: connection, SQL, permission, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise VaeedofError(f"MLflow tracking store {uri} is unreachable or not writable ({first}); "
-                           f"{hint}") from None
+        raise VaeedofError(f"MLflow tracking store {uri} is unreachable or not writable "
+                           f"({_first_line(exc)}); {hint}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """What went wrong, short: MLflow wraps a refused or timed-out connection in a paragraph."""
+    text = str(exc)
+    for symptom in ("connection refused", "timed out", "name or service not known"):
+        if symptom in text.lower():
+            return symptom
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _lost(uri: str, exc: BaseException, what: str) -> None:
+    """A store that stopped answering after the check: one line, and the work goes on (its local
+    outputs are what matters; a job that failed now would have them deleted by Snakemake)."""
+    from .logs import get_logger
+
+    get_logger().warning("MLflow tracking store %s stopped answering (%s): %s", uri, _first_line(exc), what)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
@@ -65,7 +82,8 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    """A thin MLflow wrapper; a disabled tracker (other ranks) does nothing."""
+    """A thin MLflow wrapper; a disabled tracker (other ranks) does nothing. A store that stops
+    answering during the run disables it with one warning: training goes on, untracked."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -78,11 +96,25 @@ class Tracker:
         import mlflow
 
         check_store()
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name, tags=tags)
-        self.run_id = run.info.run_id
-        if not run_id:
-            mlflow.log_params(flatten(params))
+        try:
+            run = mlflow.start_run(run_id=run_id) if run_id else \
+                mlflow.start_run(run_name=run_name, tags=tags)
+            self.run_id = run.info.run_id
+            if not run_id:
+                mlflow.log_params(flatten(params))
+        except Exception as exc:  # before any training: stop with one line
+            raise VaeedofError(f"MLflow tracking store {tracking_uri()}: cannot start the run "
+                               f"({_first_line(exc)}); fix MLFLOW_TRACKING_URI or pass --no-mlflow") from None
         return self.run_id
+
+    def _guarded(self, action) -> None:
+        try:
+            action()
+        except Exception as exc:  # connection, HTTP, SQL: the store, not the training, failed
+            self.enabled = False
+            self._pending.clear()
+            _lost(tracking_uri(), exc, f"training goes on untracked and keeps its outputs "
+                                       f"(MLflow run {self.run_id} is left incomplete)")
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         if self.enabled:
@@ -100,28 +132,45 @@ class Tracker:
         batch = [Metric(key, float(value), now, step) for values, step in self._pending
                  for key, value in values.items()]
         client = MlflowClient(tracking_uri())
-        for start in range(0, len(batch), 1000):
-            client.log_batch(self.run_id, metrics=batch[start:start + 1000])
-        self._pending.clear()
+
+        def send():
+            for start in range(0, len(batch), 1000):
+                client.log_batch(self.run_id, metrics=batch[start:start + 1000])
+            self._pending.clear()
+
+        self._guarded(send)
 
     def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         if self.enabled:
             import mlflow
 
-            mlflow.log_artifact(str(path), folder)
+            self._guarded(lambda: mlflow.log_artifact(str(path), folder))
 
     def end(self, status: str = "FINISHED") -> None:
-        if self.enabled:
-            import mlflow
+        import mlflow
 
+        if self.enabled:
             self.flush()
-            mlflow.end_run(status)
+        if self.enabled:
+            self._guarded(lambda: mlflow.end_run(status))
+        elif self.run_id and mlflow.active_run():  # the store was lost: close the run in this process
+            with contextlib.suppress(Exception):
+                mlflow.end_run(status)
 
 
 def log_evaluation(summary: dict, params: dict, reports_dir: Path,
                    artifacts: tuple[str, ...] = ("metrics.json", "table.md", "per_image.csv")) -> str | None:
     """One MLflow run per evaluation, tagged with the training run it evaluates (the store was
-    checked with `check_store` before the evaluation started)."""
+    checked with `check_store` before the evaluation started); its id, or None when the store
+    stopped answering since (one warning: the reports are written already and kept)."""
+    try:
+        return _evaluation_run(summary, params, reports_dir, artifacts)
+    except Exception as exc:
+        _lost(tracking_uri(), exc, f"the evaluation is not logged; its reports in {reports_dir} are kept")
+        return None
+
+
+def _evaluation_run(summary: dict, params: dict, reports_dir: Path, artifacts: tuple[str, ...]) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -153,7 +202,6 @@ DEFAULT_METRICS = ("loss", "val_psnr*", "*.PSNR", "*.SSIM")
 
 
 def recent_runs(limit: int, kind: str | None, uri: str | None = None) -> list:
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     uri = uri or tracking_uri()
@@ -165,8 +213,10 @@ def recent_runs(limit: int, kind: str | None, uri: str | None = None) -> list:
         query = f"tags.kind = '{kind}'" if kind else ""
         return client.search_runs([experiment.experiment_id], filter_string=query,
                                   order_by=["attributes.start_time DESC"], max_results=limit)
-    except MlflowException as exc:
-        raise VaeedofError(f"MLflow tracking store {uri}: {str(exc).splitlines()[0]}") from exc
+    except VaeedofError:
+        raise
+    except Exception as exc:  # connection refused, HTTP error, SQL: one line naming the store
+        raise VaeedofError(f"MLflow tracking store {uri} is unreachable ({_first_line(exc)})") from None
 
 
 def differing_params(runs: list) -> list[str]:
