@@ -84,8 +84,8 @@ def server(tmp_path_factory):
         log.close()
 
 
-def test_trainings_on_a_server_read_back_through_its_rest_api(server, latent_set, tmp_path, monkeypatch,  # noqa: F811
-                                                              capsys):
+def test_trainings_and_an_evaluation_on_a_server_read_back_through_its_rest_api(
+        server, latent_set, tmp_path, monkeypatch, capsys):  # noqa: F811
     patches, cache = latent_set
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     weights = train(_params(steps=10), cache, patches, tmp_path / "a", vae_loader=random_vae)
@@ -110,6 +110,23 @@ def test_trainings_on_a_server_read_back_through_its_rest_api(server, latent_set
     path = artifact_uri.removeprefix("mlflow-artifacts:/").lstrip("/") + "/fusion_ema.safetensors"
     with urllib.request.urlopen(f"{server}/api/2.0/mlflow-artifacts/artifacts/{path}", timeout=60) as answer:
         assert answer.read() == weights.read_bytes()
+
+    # An evaluation of the first model: its own run, the training's child, with its report.
+    from vaeedof.tracking import log_evaluation
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "table.md").write_text("| method | PSNR |\n|---|---|\n| hybrid | 30.00 |\n")
+    summary = {"methods": {"hybrid": {"PSNR": 30.0}, "stackmff-v3": {"PSNR": 29.0}},
+               "checkpoint": {"mlflow_run_id": run_id, "sha256": "abc"}}
+    evaluation = log_evaluation(summary, {"vae": {"name": "taef2"}, "infer": {"tile": 64}}, reports)
+    logged = _get(server, "/api/2.0/mlflow/runs/get", run_id=evaluation)["run"]
+    assert {m["key"]: m["value"] for m in logged["data"]["metrics"]} == {"hybrid.PSNR": 30.0,
+                                                                         "stackmff_v3.PSNR": 29.0}
+    tags = {t["key"]: t["value"] for t in logged["data"]["tags"]}
+    assert tags["kind"] == "evaluation" and tags["mlflow.parentRunId"] == run_id
+    assert [f["path"] for f in _get(server, "/api/2.0/mlflow/artifacts/list", run_id=evaluation)["files"]] \
+        == ["table.md"]
 
     capsys.readouterr()  # what training printed (MLflow names each run's page)
     main(["runs", "--kind", "train", "--tracking-uri", server])
