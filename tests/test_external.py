@@ -73,6 +73,7 @@ def test_templates_are_checked_before_anything_runs():
             ("mine", "tool {inputs}", "must name {inputs} and {out}"),
             ("my tool", "tool {inputs} {out}", "a method name is"),
             ("mean", "tool {inputs} {out}", "built-in method"),
+            ("vae_ceiling", "tool {inputs} {out}", "built-in method"),  # a reference's folder
             ("mine", "tool 'unclosed {inputs} {out}", "evaluate.external.mine")]:
         with pytest.raises(VaeedofError, match="evaluate.external.") as caught:
             fusion_methods(None, {"external": {name: template}})

@@ -24,8 +24,8 @@ import torch
 from experiments.latent_gap.gap import GapAccumulator, edge_bins, input_selection_oracle, summary
 from experiments.record import figure, merge_rows
 from vaeedof.errors import VaeedofError
-from vaeedof.evaluation.baselines import HYBRID, LATENT
-from vaeedof.evaluation.infer import CEILING, LATENT_ORACLE, read_manifest
+from vaeedof.evaluation.baselines import CEILING, HYBRID, LATENT, LATENT_ORACLE
+from vaeedof.evaluation.infer import read_manifest
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, read_image
 from vaeedof.logs import progress

@@ -24,8 +24,7 @@ import torch
 from experiments.photo_stacks.stacks import held_out_crops, layered_stack, summary
 from experiments.record import add_arguments, finish, run_study
 from vaeedof import params as params_module
-from vaeedof.evaluation.baselines import fuse_each, fusion_methods, unavailable_methods
-from vaeedof.evaluation.infer import CEILING
+from vaeedof.evaluation.baselines import CEILING, fuse_each, fusion_methods, unavailable_methods
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, psnr
 

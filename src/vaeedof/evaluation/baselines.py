@@ -19,6 +19,10 @@ from .external import MethodFailed, command_methods
 
 # The model's two output modes as methods of the evaluation, named as `vaeedof fuse --mode` names them.
 LATENT, HYBRID = "latent", "hybrid"
+# The references `vaeedof infer` adds (infer.py says what they are).
+CEILING, LATENT_ORACLE = "vae_ceiling", "latent_selection_oracle"
+# Names no external method may take: each names a folder of the fused images.
+BUILT_IN = (LATENT, HYBRID, "mean", "laplacian", "gff", "enfuse", CEILING, LATENT_ORACLE)
 
 ENFUSE_ARGS = ["--exposure-weight=0", "--saturation-weight=0", "--contrast-weight=1", "--hard-mask"]
 
@@ -107,7 +111,7 @@ def fusion_methods(fuser=None, evaluate: dict | None = None) -> dict:
         methods["gff"] = guided_filter_fusion
     if enfuse_available():
         methods["enfuse"] = enfuse_fusion
-    methods.update(command_methods(evaluate or {}, {LATENT, HYBRID, *methods})[0])
+    methods.update(command_methods(evaluate or {}, set(BUILT_IN))[0])
     return methods
 
 

@@ -20,12 +20,10 @@ from ..fusion.align import align_stack
 from ..images import as_float, save_image
 from ..logs import get_logger, progress
 from ..render import layout
-from .baselines import fuse_each, fusion_methods, unavailable_methods
+from .baselines import CEILING, LATENT_ORACLE, fuse_each, fusion_methods, unavailable_methods
 from .external import peer_versions
 
 STAGE = "infer"  # the owner of the fused folder (atomic.OWNER_FILE)
-CEILING = "vae_ceiling"
-LATENT_ORACLE = "latent_selection_oracle"
 
 
 def latent_selection_oracle(vae, inputs: list[torch.Tensor], gt: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,7 @@ from pathlib import Path
 from .. import atomic
 from ..errors import VaeedofError
 from . import results
-from .baselines import HYBRID, LATENT
-from .infer import CEILING
+from .baselines import CEILING, HYBRID, LATENT
 from .scores import table_markdown
 
 BLOCK = re.compile(r"(<!-- reports:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /reports:(?P=name) -->)", re.S)

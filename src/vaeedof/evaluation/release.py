@@ -15,8 +15,7 @@ from .. import atomic
 from ..errors import VaeedofError
 from ..hashing import sha256_file
 from ..nets.hybrid import HybridSettings
-from .baselines import HYBRID, LATENT
-from .infer import CEILING, LATENT_ORACLE
+from .baselines import CEILING, HYBRID, LATENT, LATENT_ORACLE
 
 CARD = "MODEL_CARD.md"
 TABLE_METRICS = ("PSNR", "SSIM", "MS-SSIM", "HaarPSI")
