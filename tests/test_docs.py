@@ -97,3 +97,12 @@ def test_the_storage_table_is_measured_from_dvc_lock_and_scaled_per_scale(tmp_pa
     assert demo_cell == "2.0 MB" and ci.startswith("~") and paper.startswith("~")
     # The paper renders whole 4096 px frames of 10,000 scenes: 2 MB x (10000 x 4096^2) / (52 x 128^2).
     assert paper == "~393.8 GB" and "52 train and 24 test scenes" in table
+
+
+def test_a_damaged_dvc_lock_is_one_line_for_the_storage_table(tmp_path):
+    from vaeedof.evaluation.readme import storage_block
+
+    for text in ("stages: [\n", "schema: '2.0'\n", "- a list\n"):
+        (tmp_path / "dvc.lock").write_text(text)
+        with pytest.raises(VaeedofError, match="dvc.lock: not a dvc.lock"):
+            storage_block(tmp_path / "dvc.lock")

@@ -24,7 +24,14 @@ import torch
 from experiments.photo_stacks.stacks import held_out_crops, layered_stack, summary
 from experiments.record import add_arguments, finish, run_study
 from vaeedof import params as params_module
-from vaeedof.evaluation.baselines import CEILING, fuse_each, fusion_methods, unavailable_methods
+from vaeedof.evaluation.baselines import (
+    CEILING,
+    OK,
+    failed_status,
+    fuse_each,
+    fusion_methods,
+    unavailable_methods,
+)
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, psnr
 
@@ -59,9 +66,9 @@ def main() -> None:
             image = image.float().clamp(0, 1)
             rows.append({"stack": stack, "planes": len(frames), "method": name,
                          "psnr": round(psnr(image, gt), 3),
-                         "ssim": round(float(ssim(image[None], gt[None])), 4), "status": "ok"})
+                         "ssim": round(float(ssim(image[None], gt[None])), 4), "status": OK})
         rows += [{"stack": stack, "planes": len(frames), "method": name, "psnr": None, "ssim": None,
-                  "status": f"failed: {reason}"} for name, reason in failed.items()]
+                  "status": failed_status(reason)} for name, reason in failed.items()]
     notes = [f"- {name}: not run, {reason}" for name, reason in unavailable.items()]
     finish("photo-stacks", "\n".join(summary(rows) + notes) + "\n", rows, CSV, args.record)
 

@@ -126,6 +126,19 @@ def unavailable_methods(evaluate: dict | None = None) -> dict:
     return unavailable | command_methods(evaluate or {})[1]
 
 
+# A method's status in a report row (throughput.csv, real_metrics.csv, the studies' rows): it
+# fused, it failed on that stack (no number), or it cannot run here (no number).
+OK = "ok"
+
+
+def failed_status(reason: str) -> str:
+    return f"failed: {reason}"
+
+
+def not_run_status(reason: str) -> str:
+    return f"not run: {reason}"
+
+
 def fuse_each(methods: dict, stack: list[torch.Tensor], where: str) -> tuple[dict, dict]:
     """Every method on one stack: (name -> image, name -> why it failed). A method that fails on
     a stack (MethodFailed) is logged in one line naming it and the stack, and the others go on."""

@@ -241,8 +241,12 @@ def storage_block(lock: Path = Path("dvc.lock")) -> str:
 
     try:
         stages = yaml.safe_load(lock.read_text())["stages"]
+        if not isinstance(stages, dict):
+            raise TypeError
     except FileNotFoundError:
         raise VaeedofError(f"{lock}: not found (a pipeline run writes it)") from None
+    except (yaml.YAMLError, TypeError, KeyError):
+        raise VaeedofError(f"{lock}: not a dvc.lock (no stages); restore it from git") from None
     run = params_mod.with_defaults({dotted: value for stage in stages.values()
                                     for values in stage.get("params", {}).values()
                                     for dotted, value in values.items()})

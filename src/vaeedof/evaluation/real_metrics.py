@@ -14,13 +14,12 @@ from .. import atomic
 from ..errors import VaeedofError
 from ..logs import get_logger, progress
 from ..tracking import check_store, log_evaluation
-from .baselines import fuse_each, fusion_methods, unavailable_methods
+from .baselines import OK, failed_status, fuse_each, fusion_methods, not_run_status, unavailable_methods
 from .nr_metrics import METRICS, no_reference_scores
 from .real import load_real_stack
 from .scores import checkpoint_info
 
 MEAN_ROW = "mean"
-OK = "ok"
 
 
 def _collection(paths: list[Path]) -> str:
@@ -46,8 +45,8 @@ def score_stacks(stacks: list[tuple[str, list[Path]]], fuser, evaluate: dict | N
                              "status": OK})
             else:
                 rows.append({**base, "method": method, **dict.fromkeys(METRICS),
-                             "status": f"failed: {failed[method]}"})
-        rows += [{**base, "method": method, **dict.fromkeys(METRICS), "status": f"not run: {reason}"}
+                             "status": failed_status(failed[method])})
+        rows += [{**base, "method": method, **dict.fromkeys(METRICS), "status": not_run_status(reason)}
                  for method, reason in unavailable.items()]
     return rows
 

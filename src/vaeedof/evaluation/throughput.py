@@ -11,11 +11,9 @@ import torch
 
 from .. import atomic
 from ..logs import get_logger
-from .baselines import fusion_methods, unavailable_methods
+from .baselines import OK, failed_status, fusion_methods, not_run_status, unavailable_methods
 from .external import CommandMethod, MethodFailed
 from .figures import plot
-
-OK = "ok"
 
 
 def throughput_table(fuser, size: int, counts=range(2, 8), repeats: int = 1,
@@ -24,7 +22,7 @@ def throughput_table(fuser, size: int, counts=range(2, 8), repeats: int = 1,
     peers and external commands of `evaluate` (timed as whole commands, without a warm-up: each
     call starts the tool afresh). A method that fails, or cannot run here, gets rows without a
     speed that say why."""
-    methods = fusion_methods(fuser, evaluate)
+    methods, unavailable = fusion_methods(fuser, evaluate), unavailable_methods(evaluate)
     generator = torch.Generator().manual_seed(0)
     rows = []
     for count in counts:
@@ -41,11 +39,11 @@ def throughput_table(fuser, size: int, counts=range(2, 8), repeats: int = 1,
             except MethodFailed as exc:
                 get_logger().warning("method %s failed on %d random %d px inputs: %s",
                                      method, count, size, exc)
-                speed, status = None, f"failed: {exc}"
+                speed, status = None, failed_status(str(exc))
             rows.append({"inputs": count, "method": method, "images_per_s": speed,
                          "device": str(fuser.device), "status": status})
         rows += [{"inputs": count, "method": method, "images_per_s": None, "device": str(fuser.device),
-                  "status": f"not run: {reason}"} for method, reason in unavailable_methods(evaluate).items()]
+                  "status": not_run_status(reason)} for method, reason in unavailable.items()]
     return rows
 
 
