@@ -1,6 +1,8 @@
 import copy
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +15,21 @@ SHARED_MIRROR = ROOT.parent / "shared" / "mirror"
 
 # Make the venv's console scripts (vaeedof, snakemake, dvc) reachable from subprocesses.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+
+
+def copy_checkout(work: Path) -> Path:
+    """The project as a clean checkout would have it (tracked files and new ones git does not
+    ignore: no venv, data or outputs), copied into `work`, a git repository of its own."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
+                           capture_output=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, work / name)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"]):
+        subprocess.run(cmd, cwd=work, check=True, capture_output=True)
+    return work
 
 
 def tiny_params(**scene_overrides) -> dict:

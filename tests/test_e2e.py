@@ -8,12 +8,10 @@ import csv
 import json
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
-from .conftest import ROOT, SHARED_MIRROR
+from .conftest import SHARED_MIRROR, copy_checkout
 from .test_workflow import _planned_rules, _run
 
 pytest.importorskip("bpy")
@@ -35,22 +33,13 @@ SNAKEMAKE = ("snakemake", "--configfile", "config/ci.yaml")
 def project(tmp_path_factory):
     """A clean checkout (tracked files only) at the CI scale: the overlay config/ci.yaml given to
     Snakemake, and merged for DVC by `vaeedof configure`."""
-    work = tmp_path_factory.mktemp("e2e")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                           capture_output=True, check=True).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
+    work = copy_checkout(tmp_path_factory.mktemp("e2e"))
     os.environ["VAEEDOF_ASSET_MIRROR"] = MIRROR
     # The copy's package runs, so its source files are both what DVC hashes and what Snakemake's
     # stage table reads.
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(work / "src")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    _run(["git", "init", "-q"], work)
-    _run(["git", "add", "-A"], work)
-    _run(["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"], work)
     _run(["vaeedof", "configure", "config/ci.yaml"], work)
     _run([*SNAKEMAKE, "--cores", "2"], work)
     yield work

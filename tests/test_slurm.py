@@ -4,7 +4,8 @@ is written for (32 CPUs, 128 GB, 4 GPUs by name, partitions cpu and gpu). Snakem
 config/ci.yaml workflow through --workflow-profile profiles/slurm as shipped: every rule but the
 local ones is a Slurm job, training one job of `nproc` processes; the training job cancelled with
 scancel mid-way is retried and resumes from its checkpoint; a second run does nothing; the
-outputs are what the local workflow makes; nothing is left running afterwards."""
+outputs are what the local workflow makes; the multi-node training script, on one node, trains the
+same model as the (interrupted) workflow's job; nothing is left running afterwards."""
 
 import os
 import re
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ROOT, SHARED_MIRROR
+from .conftest import ROOT, SHARED_MIRROR, copy_checkout
 from .test_workflow import _run
 
 pytest.importorskip("bpy")
@@ -51,6 +52,10 @@ def cluster(tmp_path_factory):
                              timeout=180)
     try:
         assert started.returncode == 0, started.stderr[-3000:]
+        # One small job before the workflow: a cluster that cannot run one fails here, bounded.
+        environ = {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
+        _slurm(["sbatch", "--wait", "-t", "1", "-o", str(state / "first-job.log"), "--wrap", "true"], environ)
+        assert _slurm(["sacct", "-X", "-n", "-o", "State"], environ).split() == ["COMPLETED"]
         yield state
     finally:
         pids = [int(line.split()[1]) for line in (state / "pids").read_text().splitlines()]
@@ -68,22 +73,14 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def env(cluster, tmp_path_factory):
-    work = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, text=True,
-                           capture_output=True, check=True).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
+    work = copy_checkout(tmp_path_factory.mktemp("project"))
     # Jobs get the submitting environment (sbatch --export=ALL): the venv, the copy's package.
     environ = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf"), "USER": "root",
                "PYTHONPATH": str(work / "src"), "VAEEDOF_ASSET_MIRROR": MIRROR}
     environ.pop("MLFLOW_TRACKING_URI", None)
     (work / "slurm-test.yaml").write_text(OVERLAY)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=ci@localhost", "-c", "user.name=ci", "commit", "-qm", "ci"],
-                ["vaeedof", "configure", "config/ci.yaml", "slurm-test.yaml"]):
-        subprocess.run(cmd, cwd=work, env=environ, check=True, capture_output=True)
+    subprocess.run(["vaeedof", "configure", "config/ci.yaml", "slurm-test.yaml"], cwd=work, env=environ,
+                   check=True, capture_output=True)
     return work, environ
 
 
@@ -146,8 +143,8 @@ def test_every_rule_runs_as_a_slurm_job(run):
     work, environ, output, _ = run
     jobs = _accounting(environ)
     completed = {}
-    for job in jobs:
-        if job["State"] == "COMPLETED":
+    for job in jobs:  # the workflow's jobs (the plugin names the rule in the comment)
+        if job["State"] == "COMPLETED" and job["Comment"].startswith("rule_"):
             rule = re.match(r"rule_([a-z_]+?)(_wildcards_.*)?$", job["Comment"]).group(1)
             completed[rule] = completed.get(rule, 0) + 1
     # `all` is the target; `scenes` is a declared local rule (one small JSON file per scene).
@@ -208,3 +205,17 @@ def test_a_second_run_submits_nothing(run):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr
     assert len(_accounting(environ)) == before
+
+
+def test_the_multi_node_training_script_trains_the_same_model(run):
+    work, environ, _, _ = run
+    out = work / "models-nodes"
+    submitted = subprocess.run(["sbatch", "--wait", "--nodes", "1", "-o", str(work / "train-nodes.log"),
+                                "profiles/slurm/train-nodes.sbatch", str(out)], cwd=work, env=environ,
+                               capture_output=True, text=True, timeout=600)
+    log = (work / "train-nodes.log").read_text()
+    assert submitted.returncode == 0, submitted.stderr + log[-3000:]
+    assert "training on 4 process(es)" in log
+    # The workflow's training was cancelled and resumed, this one ran through: the same weights.
+    model = "fusion_ema.safetensors"
+    assert (out / model).read_bytes() == (work / "models" / model).read_bytes()

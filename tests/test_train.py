@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import torch
 import yaml
 
 from vaeedof.errors import VaeedofError
-from vaeedof.training.state import list_steps
+from vaeedof.training.state import checkpoint_path, list_steps
 from vaeedof.training.train import train
 
 from .conftest import tiny_params
@@ -132,18 +133,40 @@ def test_nan_loss_stops_with_last_checkpoint_kept(tmp_path, latent_set):
     assert not (tmp_path / "m/fusion_ema.safetensors").exists()
 
 
-def test_torchrun_two_process_ddp(tmp_path, latent_set):
-    patches, cache = latent_set
-    params = _params(steps=6, checkpoint_every=3)
-    params_file = tmp_path / "params.yaml"
+def _train_cli(params, data, tmp_path, out, nproc):
+    """`vaeedof train --nproc N` (it re-executes itself under torchrun: what the rule and stage run)."""
+    params_file = tmp_path / f"params-{out.name}-{params['train']['steps']}.yaml"
     params_file.write_text(yaml.safe_dump(copy.deepcopy(params)))
+    patches, cache = data
     bin_dir = os.path.dirname(sys.executable)
-    # `vaeedof train --nproc 2` re-executes itself under torchrun (what the rule and stage run).
-    cmd = [os.path.join(bin_dir, "vaeedof"), "--params", str(params_file), "train", "--nproc", "2",
-           "--latents", str(cache), "--patches", str(patches), "--out", str(tmp_path / "m"),
+    cmd = [os.path.join(bin_dir, "vaeedof"), "--params", str(params_file), "train", "--nproc", str(nproc),
+           "--latents", str(cache), "--patches", str(patches), "--out", str(out),
            "--no-mlflow", "--device", "cpu"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stderr
+
+
+def test_torchrun_two_process_ddp(tmp_path, latent_set):
+    log = _train_cli(_params(steps=6, checkpoint_every=3), latent_set, tmp_path, tmp_path / "m", 2)
     assert (tmp_path / "m/fusion_ema.safetensors").exists()
-    assert "step 6/6" in result.stderr
-    assert "training on 2 process(es)" in result.stderr
+    assert "step 6/6" in log
+    assert "training on 2 process(es)" in log
+
+
+def test_resume_is_exact_on_four_processes(tmp_path, latent_set):
+    """Sums of gradients over more than two processes depend on their grouping: a resumed run's
+    first step must be reduced as the uninterrupted run's same step was."""
+    params, out = _params(steps=6, checkpoint_every=3), tmp_path / "m"
+    _train_cli(params, latent_set, tmp_path, out, 4)
+    straight = _ema_weights(out)
+    # As if stopped after step 3: its checkpoint is the newest.
+    [run_dir] = list((out / "checkpoints").iterdir())
+    assert list_steps(run_dir) == [3, 6]
+    checkpoint_path(run_dir, 6).unlink()
+    (out / "fusion_ema.safetensors").unlink()
+    log = _train_cli(params, latent_set, tmp_path, out, 4)
+    assert re.search(r"resuming from \S+ step 3", log), log[-2000:]
+    resumed = _ema_weights(out)
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key

@@ -161,6 +161,20 @@ def _step_loss(run: _Run, net, vae, stream: BatchStream, train_pixels, hybrid_we
     return latent_loss + hybrid_weight * pixel_loss, latent_loss, pixel_loss
 
 
+def _ddp(run: _Run, vae, stream: BatchStream, train_pixels, hybrid_weight: float) -> DistributedDataParallel:
+    """The model under DDP with its gradient buckets in their lasting layout. DDP reduces its first
+    step in one bucket and re-buckets after it; over more than two processes the sums then group
+    differently, so a resumed run (whose first step is a later one) would differ from an
+    uninterrupted one in the last bits. One forward and backward of zero loss before any real step
+    (RNG and gradients left as they were) makes every real step use the same layout."""
+    net = DistributedDataParallel(run.model)
+    devices = [run.runtime.device] if run.runtime.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        (0.0 * _step_loss(run, net, vae, stream, train_pixels, hybrid_weight)[0]).backward()
+    run.optimizer.zero_grad(set_to_none=True)
+    return net
+
+
 def _optimise(run: _Run, loss: torch.Tensor, tracker: Tracker) -> tuple[float, float]:
     """Backward, clip, step, EMA; stops on a non-finite loss. Returns (global loss, grad norm)."""
     global_loss = distributed.all_reduce_mean(loss.detach(), run.runtime)
@@ -188,7 +202,6 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
     log = get_logger()
     run = _setup(params, latents_dir, Path(out_dir), device)
     cfg, runtime, max_inputs = run.cfg, run.runtime, params["model"]["max_inputs"]
-    net = DistributedDataParallel(run.model) if runtime.world_size > 1 else run.model
     stream = BatchStream(len(run.data), runtime, run.batch, params["seed"])
     tracker = _start_tracking(run, track)
 
@@ -206,6 +219,7 @@ def train(params: dict, latents_dir: str | os.PathLike, patches_dir: str | os.Pa
         vae = vae or vae_loader().to(runtime.device)
         val, val_pixels = load_val_set(latents_dir, patches_dir)
 
+    net = _ddp(run, vae, stream, train_pixels, hybrid_weight) if runtime.world_size > 1 else run.model
     end = cfg["steps"] if stop_at is None else min(stop_at, cfg["steps"])
     bar = progress(total=end, initial=run.step, desc="train") if runtime.is_main else None
     tick, samples = time.perf_counter(), 0
