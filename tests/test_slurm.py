@@ -23,13 +23,13 @@ from .test_workflow import _run
 
 pytest.importorskip("bpy")
 MIRROR = os.environ.get("VAEEDOF_ASSET_MIRROR") or str(SHARED_MIRROR)
-DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sacctmgr")
+PROGRAMS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sacctmgr")
 pytestmark = [
     pytest.mark.slow, pytest.mark.blender,
     pytest.mark.skipif(not os.path.exists(os.path.join(MIRROR, "taef2_encoder.pth")),
                        reason="no TAEF2 weights in an asset mirror"),
     pytest.mark.skipif(os.geteuid() != 0, reason="a throw-away Slurm cluster (ci/slurm/start.sh) needs root"),
-    pytest.mark.skipif(not all(shutil.which(d) for d in DAEMONS),
+    pytest.mark.skipif(not all(shutil.which(p) for p in PROGRAMS),
                        reason="Slurm 22.05 not installed (apt-get install slurm-wlm slurmdbd munge "
                               "mariadb-server; .ci/run does it as root)"),
 ]
@@ -57,8 +57,9 @@ def cluster(tmp_path_factory):
         _slurm(["sbatch", "--wait", "-t", "1", "-o", str(state / "first-job.log"), "--wrap", "true"], environ)
         assert _slurm(["sacct", "-X", "-n", "-o", "State"], environ).split() == ["COMPLETED"]
         yield state
-    finally:
-        pids = [int(line.split()[1]) for line in (state / "pids").read_text().splitlines()]
+    finally:  # (a start that failed has stopped what it started)
+        record = state / "pids"
+        pids = [int(line.split()[1]) for line in record.read_text().splitlines()] if record.exists() else []
         subprocess.run(["bash", str(ROOT / "ci/slurm/stop.sh"), str(state)], timeout=120, check=True)
         assert not [pid for pid in pids if _alive(pid)], "daemons left running"
 
