@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from .conftest import ROOT, SHARED_MIRROR, copy_checkout
-from .test_workflow import _run
+from .test_workflow import _planned_rules, _run
 
 pytest.importorskip("bpy")
 MIRROR = os.environ.get("VAEEDOF_ASSET_MIRROR") or str(SHARED_MIRROR)
@@ -133,13 +133,6 @@ def _accounting(environ) -> list[dict]:
     return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
 
 
-def _planned_jobs(output: str) -> dict[str, int]:
-    """Rule -> jobs from the run's 'Job stats' table."""
-    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {m.group(1): int(m.group(2)) for line in table.splitlines()
-            if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m.group(1) != "total"}
-
-
 def test_every_rule_runs_as_a_slurm_job(run):
     work, environ, output, _ = run
     jobs = _accounting(environ)
@@ -150,7 +143,7 @@ def test_every_rule_runs_as_a_slurm_job(run):
             completed[rule] = completed.get(rule, 0) + 1
     # `all` is the target; `scenes` is a declared local rule (one small JSON file per scene).
     local = {"all", "scenes"}
-    planned = _planned_jobs(output)
+    planned = _planned_rules(output)
     assert planned["render"] == 8 and planned["scenes"] == 8, planned
     assert completed == {rule: n for rule, n in planned.items() if rule not in local}
     assert not list((work / ".snakemake/slurm_logs").glob("rule_scenes"))
