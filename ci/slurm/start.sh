@@ -19,6 +19,7 @@ die() { echo "slurm-start: $*" >&2; exit 1; }
 STATE=$1; shift
 CPUS="" MEMORY="" GPUS=0 INSTALL=0
 while [ $# -gt 0 ]; do
+  case $1 in --cpus | --memory | --gpus) [ $# -ge 2 ] || die "$1 needs a value" ;; esac
   case $1 in
     --cpus) CPUS=$2; shift 2 ;;
     --memory) MEMORY=$2; shift 2 ;;
