@@ -10,7 +10,14 @@ import torch.nn.functional as F
 
 from vaeedof.evaluation.baselines import guided_filter_fusion, mean_fusion
 from vaeedof.fusion.engine import Fuser
-from vaeedof.nets.hybrid import HybridSettings, compose, focus_energy, mix_weights, reblur_evidence
+from vaeedof.nets.hybrid import (
+    HybridSettings,
+    compose,
+    focus_energy,
+    mix_weights,
+    reblur_evidence,
+    smooth_selection,
+)
 from vaeedof.nets.unet import FusionUNet, fill_inputs
 
 
@@ -78,8 +85,8 @@ def test_focus_term_takes_fine_texture_the_decoded_image_lost():
     sharp, inputs, decoded = _fine_texture_stack()
     logits = torch.zeros(1, 3, 8, 8)
     logits[:, 0] = 2.0  # the coarse decision leans to the blurred input
-    off = HybridSettings(radius=2, focus_weight=0.0, focus_floor=3e-4, reblur_weight=0.0)
-    on = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=0.0)
+    off = HybridSettings(radius=2, focus_weight=0.0, focus_floor=3e-4, reblur_weight=0.0, smoothing=0.0)
+    on = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=0.0, smoothing=0.0)
     assert float(mix_weights(logits, inputs, decoded, torch.tensor(1.0), off)[0, 1].mean()) < 0.2
     assert float(mix_weights(logits, inputs, decoded, torch.tensor(1.0), on)[0, 1].mean()) > 0.99
     assert float((compose(logits, inputs, decoded, torch.tensor(1.0), on) - sharp).abs().max()) < 1e-3
@@ -112,8 +119,9 @@ def test_reblur_term_takes_the_sharp_side_of_an_edge_where_the_focus_term_sees_a
     energy = focus_energy(inputs)[0, :, :, beside]
     assert bool((energy[0] > energy[1]).all())  # the defocused input's spread edge looks sharper
     logits, decoded, agreement = torch.zeros(1, 3, 8, 8), inputs.mean(dim=1), torch.tensor(0.0)
-    focus_only = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=0.0)
-    both = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=3.0)
+    focus_only = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=0.0,
+                                smoothing=0.0)
+    both = HybridSettings(radius=2, focus_weight=4.0, focus_floor=3e-4, reblur_weight=3.0, smoothing=0.0)
     assert float(mix_weights(logits, inputs, decoded, agreement, focus_only)[0, 1, :, beside].min()) < 0.5
     weights = mix_weights(logits, inputs, decoded, agreement, both)[0, 1]
     assert float(weights[:, beside].min()) > 0.8
@@ -132,6 +140,43 @@ def test_reblur_evidence_does_not_count_repeated_slots():
     assert torch.allclose(evidence[:, 0], -evidence[:, 1], atol=1e-5)  # two inputs: one vote, both ways
     same = reblur_evidence(torch.stack([sharp[0], sharp[0]])[None])
     assert float(same.abs().max()) == 0.0  # one image twice: nothing to choose
+
+
+def _decided_halves(size=64, blob=None):
+    """Mix weights of two inputs: input 0 on the left half, input 1 on the right, each decided
+    (0.98); `blob` (rows, columns): a patch inside the left half decided the wrong way."""
+    weights = torch.full((1, 2, size, size), 0.02)
+    weights[:, 0, :, : size // 2] = 0.98
+    weights[:, 1, :, size // 2:] = 0.98
+    if blob is not None:
+        weights[(0, 0, *blob)], weights[(0, 1, *blob)] = 0.02, 0.98
+    inputs = torch.stack([_textured(1)[0], _textured(2)[0]])[None]
+    return weights, inputs
+
+
+def test_smoothing_outvotes_a_small_blotch_and_keeps_a_focus_boundary():
+    blob = (slice(20, 24), slice(12, 16))  # 4x4 px decided for the wrong input
+    weights, inputs = _decided_halves(blob=blob)
+    smoothed = smooth_selection(weights, inputs, sigma=4.0)
+    assert torch.allclose(smoothed.sum(1), torch.ones(1, 64, 64), atol=1e-5) and (smoothed >= 0).all()
+    assert float(smoothed[(0, 0, *blob)].min()) > 0.7  # the decided neighbourhood outvotes it
+    clean, _ = _decided_halves()
+    out = smooth_selection(clean, inputs, sigma=4.0)
+    away = [slice(None), slice(0, 32 - 12)], [slice(None), slice(32 + 12, 64)]  # 3 sigma off the boundary
+    for side, (rows, columns) in enumerate(away):
+        assert torch.allclose(out[0, side, rows, columns], clean[0, side, rows, columns], atol=1e-3)
+    assert float(out[0, 0, :, 31].min()) > 0.5 > float(out[0, 0, :, 32].max())  # the boundary stays put
+
+
+def test_smoothing_counts_repeated_slots_as_one_input():
+    blob = (slice(20, 24), slice(12, 16))
+    weights, inputs = _decided_halves(blob=blob)
+    smoothed = smooth_selection(weights, inputs, sigma=4.0)
+    slots = fill_inputs(inputs, 7)  # slots 0, 1, 0, 1, 0, 1, 0: each input's weight split over them
+    counts = torch.tensor([4.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0]).view(1, 7, 1, 1)
+    filled = smooth_selection(weights[:, [0, 1, 0, 1, 0, 1, 0]] / counts, slots, sigma=4.0)
+    assert torch.allclose(filled[:, 0::2].sum(1), smoothed[:, 0], atol=1e-5)
+    assert torch.allclose(filled[:, 1::2].sum(1), smoothed[:, 1], atol=1e-5)
 
 
 def test_settings_come_from_params_and_old_checkpoints_get_the_defaults():

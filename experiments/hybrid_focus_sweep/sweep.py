@@ -18,6 +18,7 @@ Asserts nothing. From the project's root:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -57,8 +58,8 @@ def ingredients(fuser, images: list[torch.Tensor]):
 
 
 def _settings() -> list[HybridSettings]:
-    radius, floor = DEFAULT_SETTINGS.radius, DEFAULT_SETTINGS.focus_floor  # as the parameters set them
-    return [HybridSettings(radius, weight, floor, reblur)
+    # the other settings as the parameters set them
+    return [dataclasses.replace(DEFAULT_SETTINGS, focus_weight=weight, reblur_weight=reblur)
             for weight, reblur in itertools.product(WEIGHTS, REBLUR_WEIGHTS)]
 
 

@@ -56,8 +56,7 @@ def keys_of(section: str, *, leaving_out: tuple[str, ...] = ()) -> tuple[str, ..
 
 SCENE_COUNTS = tuple(f"scenes.{split}" for split in SPLITS)
 WINDOW = ("render.resolution", "render.crop", "render.test_crop")  # the scenes sample within it
-HYBRID = tuple(f"fusion.{k}" for k in ("hybrid_radius", "hybrid_focus_weight", "hybrid_focus_floor",
-                                       "hybrid_reblur_weight"))
+HYBRID = keys_of("fusion", leaving_out=("output",))  # the hybrid mix's settings, trained with the model
 MODEL = ("models/fusion_ema.safetensors", "models/fusion_ema.json")
 COMPARED = ("evaluate.peers", "evaluate.external")  # the methods fused beside ours
 EVALUATE = ("evaluate.difficulty_patch", "evaluate.difficulty_bins", "evaluate.contact_sheet_scenes")

@@ -40,6 +40,7 @@ FOCUS_SIGMA = 2.0  # px: the Gaussian window of the focus and reblur measures
 REBLUR_SIGMAS = (1.0, 1.4, 2.0, 2.8, 4.0, 5.7, 8.0, 11.3, 16.0)
 REBLUR_WINDOW = 1  # half-resolution px: radius of the box window of the reblur test's differences
 REBLUR_FLOOR = 1e-5  # mean squared difference that counts as an exact match (below render noise)
+CONFIDENCE_FLOOR = 1e-3  # the least a pixel's vote counts in the selection's smoothing
 _LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
 
 
@@ -52,9 +53,11 @@ class HybridSettings:
     focus_weight: float
     focus_floor: float
     reblur_weight: float
+    smoothing: float
 
     KEYS = {"radius": "hybrid_radius", "focus_weight": "hybrid_focus_weight",
-            "focus_floor": "hybrid_focus_floor", "reblur_weight": "hybrid_reblur_weight"}
+            "focus_floor": "hybrid_focus_floor", "reblur_weight": "hybrid_reblur_weight",
+            "smoothing": "hybrid_smoothing"}
 
     @classmethod
     def of(cls, mapping: dict) -> HybridSettings:
@@ -171,7 +174,39 @@ def mix_weights(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.T
         logits = logits + settings.focus_weight * torch.log(focus_energy(inputs) + settings.focus_floor)
     if settings.reblur_weight:
         logits = logits + settings.reblur_weight * reblur_evidence(inputs)
-    return torch.softmax(logits, dim=1)
+    weights = torch.softmax(logits, dim=1)
+    return smooth_selection(weights, inputs, settings.smoothing) if settings.smoothing else weights
+
+
+def smooth_selection(weights: torch.Tensor, inputs: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, n, H, W) mix weights -> the same smoothed by normalized convolution: a Gaussian
+    (`sigma` px) average of the neighbourhood's weights in which each pixel counts by its
+    confidence, how far its weights are from an even mix of the distinct inputs (0) toward one
+    input (1). Where the evidence is thin (smooth parts of a layer, or texture seen through a
+    nearer layer's blur) the per-pixel decision flips between inputs in small blotches; the
+    decided pixels around it outvote them, while at a focus boundary both sides are decided and
+    the boundary stays within about sigma."""
+    confidence = torch.stack([_confidence(sample, slots)
+                              for sample, slots in zip(weights, inputs, strict=True)])
+    h, w = weights.shape[-2:]
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return _gaussian_blur(x.reshape(-1, 1, h, w), sigma).reshape(x.shape)
+
+    return blur(weights * confidence) / blur(confidence)
+
+
+def _confidence(weights: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """(n, H, W) weights of the (n, 3, H, W) slots -> (1, H, W): the largest weight one distinct
+    input gets (slots that repeat an input pooled), rescaled from an even mix (0) to certainty (1),
+    above CONFIDENCE_FLOOR so that an undecided neighbourhood still gets its own mix."""
+    firsts, index = _distinct(slots)
+    k = len(firsts)
+    if k < 2:
+        return torch.ones_like(weights[:1])
+    index = torch.tensor(index, device=weights.device)
+    pooled = weights.new_zeros(k, *weights.shape[1:]).index_add_(0, index, weights)
+    return ((pooled.max(dim=0, keepdim=True).values - 1 / k) / (1 - 1 / k)).clamp(min=CONFIDENCE_FLOOR)
 
 
 def compose(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor,
