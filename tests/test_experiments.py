@@ -83,3 +83,23 @@ def test_record_keeps_other_labels_and_stamps_the_figure(tmp_path, monkeypatch):
     record.figure("f", "| a |\n|---|\n| 1 |\n")
     head = (tmp_path / "results/f.csv").read_text().splitlines()
     assert head[0].startswith("# made by: python ") and head[1].startswith("# commit: ")
+
+
+def test_registered_stacks_table_ranks_each_set_and_counts_stacks_above_the_best_peer(tmp_path):
+    from experiments.registered_stacks.run import registered_table
+
+    rows = [{"set": label, "stack": stack, "frames": 2, "method": method, "psnr": psnr, "ssim": 0.9}
+            for label, stack, method, psnr in [
+                ("gt-stacks/s256", "s00", "hybrid", 31.0), ("gt-stacks/s256", "s01", "hybrid", 29.5),
+                ("gt-stacks/s256", "s00", "peer-a", 30.0), ("gt-stacks/s256", "s01", "peer-a", 30.0),
+                ("gt-stacks/s256", "s00", "peer-b", 20.0), ("gt-stacks/s256", "s01", "peer-b", ""),
+                ("gt-stacks/s512", "s00", "hybrid", 40.0), ("gt-stacks/s512", "s00", "peer-b", 41.0)]]
+    table = "\n".join(registered_table(_strings(rows), ["peer-a", "peer-b"])) + "\n"
+    lines = table.splitlines()
+    assert lines[2:5] == ["| gt-stacks/s256 | hybrid | 2 | 30.25 | 0.9000 | 0 | 1 of 2 |",
+                          "| gt-stacks/s256 | peer-a | 2 | 30.00 | 0.9000 | 0 | - |",
+                          "| gt-stacks/s256 | peer-b | 1 | 20.00 | 0.9000 | 1 | 0 of 1 |"]
+    # On the other set peer-a fused nothing: the best peer there is peer-b.
+    assert "| gt-stacks/s512 | hybrid | 1 | 40.00 | 0.9000 | 0 | 0 of 1 |" in lines
+    results.record("registered-stacks", table, "python -m experiments.x --record", "abc", folder=tmp_path)
+    assert results.block("registered-stacks", tmp_path).startswith(table)

@@ -45,8 +45,16 @@ def test_export_halves_the_weights_and_writes_the_card(tmp_path):
             "train_params_hash": "h", "hybrid_trained": True}
     (tmp_path / "w.json").write_text(json.dumps(info))
     (tmp_path / "reports").mkdir()
-    (tmp_path / "reports/metrics.json").write_text(json.dumps(_metrics()))
+    metrics = _metrics()
+    metrics["methods"] |= {"hybrid": dict(metrics["methods"]["gff"], PSNR=31.0),
+                           "openfocus-guided-filter": dict(metrics["methods"]["gff"], PSNR=30.5)}
+    (tmp_path / "reports/metrics.json").write_text(json.dumps(metrics))
+    real = ["collection,stack,method,inputs,qabf,qy,nmi,status"] + [
+        f"Lytro,mean,{method},24,{qabf},0.97,1.0,ok"
+        for method, qabf in [("hybrid", 0.74), ("gff", 0.73), ("openfocus-guided-filter", 0.72)]]
+    (tmp_path / "reports/real_metrics.csv").write_text("\n".join(real) + "\n")
     params = tiny_params()
+    params["evaluate"]["peers"] = ["openfocus-guided-filter"]
     dest = export_release(tmp_path / "w.safetensors", tmp_path / "reports", params, tmp_path / "out")
     state = load_file(str(dest))
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
@@ -60,7 +68,10 @@ def test_export_halves_the_weights_and_writes_the_card(tmp_path):
     # The hybrid settings its card was measured with travel with it (the fuser reads them).
     assert HybridSettings.of(written) == HybridSettings.of(params["fusion"])
     assert set(HybridSettings.KEYS.values()) <= set(written)
-    assert "| gff | 30.00 |" in card
+    assert "| gff | 30.00 |" in card and "| openfocus-guided-filter | 30.50 |" in card
+    # The peers' rows are compared as GFF's are, on the test split and on the real stacks.
+    assert "- hybrid vs openfocus-guided-filter: PSNR +0.50 dB" in card
+    assert "- Lytro: hybrid Q^AB/F vs gff +0.0100, openfocus-guided-filter +0.0200" in card
 
 
 def test_rescoring_the_shipped_release_keeps_its_weights_and_training_records(tmp_path):

@@ -63,13 +63,13 @@ def _real_table(means: list[dict]) -> list[str]:
     return lines
 
 
-def _checks(metrics: dict, means: list[dict]) -> list[str]:
-    """The issue's must-holds, measured: hybrid against GFF and the Laplacian pyramid, latent
-    mode against the VAE ceiling, hybrid's Q^AB/F against GFF's and enfuse's."""
+def _checks(metrics: dict, means: list[dict], peers: list[str]) -> list[str]:
+    """The must-holds, measured: hybrid against GFF, the Laplacian pyramid and every peer, latent
+    mode against the VAE ceiling, hybrid's Q^AB/F against GFF's, enfuse's and every peer's."""
     methods = metrics["methods"]
     lines = []
     hybrid = methods.get(HYBRID)
-    for rival in ("gff", "laplacian"):
+    for rival in ("gff", "laplacian", *peers):
         if hybrid and rival in methods:
             lines.append(f"- hybrid vs {rival}: PSNR {hybrid['PSNR'] - methods[rival]['PSNR']:+.2f} dB, "
                          f"SSIM {hybrid['SSIM'] - methods[rival]['SSIM']:+.4f}")
@@ -85,7 +85,7 @@ def _checks(metrics: dict, means: list[dict]) -> list[str]:
         score = {(r["collection"], r["method"]): float(r["qabf"]) for r in means}
         for collection in sorted({r["collection"] for r in means}):
             mine = score.get((collection, HYBRID))
-            rivals = [f"{m} {mine - score[(collection, m)]:+.4f}" for m in ("gff", "enfuse")
+            rivals = [f"{m} {mine - score[(collection, m)]:+.4f}" for m in ("gff", "enfuse", *peers)
                       if mine is not None and (collection, m) in score]
             if rivals:
                 lines.append(f"- {collection}: hybrid Q^AB/F vs " + ", ".join(rivals))
@@ -129,7 +129,7 @@ def card_text(info: dict, params: dict, metrics: dict, real_metrics: Path | None
         "`latent_selection_oracle` per latent position the input latent nearest the ground truth's.", "",
         *_table(metrics), "",
         "Differences (positive: the release model is ahead):", "",
-        *_checks(metrics, means), "",
+        *_checks(metrics, means, params["evaluate"]["peers"]), "",
     ]
     if means:
         lines += ["## Real stacks without ground truth (no-reference metrics)", "", *_real_table(means), ""]
