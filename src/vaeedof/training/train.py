@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -155,8 +155,10 @@ def _step_loss(run: _Run, net, vae, stream: BatchStream, train_pixels, hybrid_we
     # gave the same test PSNR (31.25 vs 31.37 dB) at 1.6x the training time.
     with torch.no_grad():
         decoded = vae.decode(pred.detach().float())
-    mixed = compose(mix.float(), pixel_inputs, decoded, run.model.mix_sharpness,
-                    HybridSettings.of(params["fusion"]))
+    # The loss scores the mix per pixel, without the selection smoothing: the release model was
+    # trained so and the smoothing chosen on it at inference; training through it is unmeasured.
+    settings = replace(HybridSettings.of(params["fusion"]), smoothing=0.0)
+    mixed = compose(mix.float(), pixel_inputs, decoded, run.model.mix_sharpness, settings)
     pixel_loss = F.l1_loss(mixed, pixel_target)
     return latent_loss + hybrid_weight * pixel_loss, latent_loss, pixel_loss
 
