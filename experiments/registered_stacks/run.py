@@ -54,6 +54,8 @@ VARIANTS = {
 
 def stacks_in(folder: Path) -> list[tuple[str, list[Path], Path]]:
     """(name, frames near to far, ground truth) of every stack folder in `folder`."""
+    if not folder.is_dir():
+        raise VaeedofError(f"{folder}: not a folder")
     found = []
     for stack in sorted(p for p in folder.iterdir() if p.is_dir()):
         frames = sorted(stack.glob("focus_*.png"), key=lambda p: int(p.stem.split("_")[1]))
