@@ -232,3 +232,71 @@ def test_guided_filter_fusion_keeps_each_sharp_half():
     assert fused.shape == (3, 128, 128)
     assert _psnr(fused, gt[0]) > _psnr(mean_fusion(stack), gt[0]) + 3
     assert np.isfinite(fused.numpy()).all() and fused.min() >= 0 and fused.max() <= 1
+
+
+def _fast_fuser(decision_pixels, quality="fast", mode="hybrid"):
+    fuser = _untrained_fuser(None, mode)
+    fuser.quality, fuser.decision_pixels = quality, decision_pixels
+    return fuser
+
+
+def test_fast_path_shrinks_only_large_frames_in_hybrid_mode():
+    assert _fast_fuser(128 * 128).decision_scale(128, 128) == 1
+    assert _fast_fuser(128 * 128).decision_scale(129, 128) == 2
+    assert _fast_fuser(64 * 64).decision_scale(256, 200) == 4  # ceil(sqrt(12.5))
+    assert _fast_fuser(64 * 64, quality="max").decision_scale(256, 256) == 1
+    assert _fast_fuser(64 * 64, mode="latent").decision_scale(256, 256) == 1
+
+
+def test_fast_path_network_sees_shrunk_views_and_pixels_stay_exact():
+    """The network encodes views half the size; the output is still a per-pixel convex mix of
+    the full-resolution inputs, takes each sharp half, and a stack of copies passes through."""
+    gt, inputs = _two_focus_stack(256)
+    stack = [inputs[0, 0], inputs[0, 1]]
+    fuser = _fast_fuser(128 * 128)
+    seen = []
+    encode = fuser.vae.encode
+    fuser.vae.encode = lambda images: seen.append(tuple(images.shape[-2:])) or encode(images)
+    fast = fuser.fuse(stack)
+    assert fast.shape == (3, 256, 256) and set(seen) == {(128, 128)}
+    low, high = inputs[0].min(0).values, inputs[0].max(0).values
+    assert (fast >= low - 1e-5).all() and (fast <= high + 1e-5).all()
+    assert _psnr(fast, gt[0]) > _psnr(mean_fusion(stack), gt[0]) + 6
+    copies = [inputs[0, 0]] * 3
+    assert torch.allclose(fuser.fuse(copies), inputs[0, 0], atol=1e-5)
+
+
+def test_fast_path_regions_match_one_region(monkeypatch):
+    """Full-resolution compose regions with their halo give what one region over the whole
+    image gives (odd sizes: padded to the view grid and cropped back)."""
+    from vaeedof.fusion import engine
+
+    stack = [_textured(s, 256)[0][:, :250, :190] for s in range(3)]
+    stack[1] = _blur(stack[1][None])[0]
+    fuser = _fast_fuser(64 * 64)
+    monkeypatch.setattr(engine, "COMPOSE_TILE", 4096)
+    whole = fuser.fuse(stack)
+    monkeypatch.setattr(engine, "COMPOSE_TILE", 64)
+    regions = fuser.fuse(stack)
+    assert regions.shape == whole.shape == (3, 250, 190)
+    assert float((regions - whole).abs().max()) < 1e-4
+
+
+def test_fast_path_merges_deep_stacks_by_focus_before_the_network():
+    """Beyond max_inputs frames the fast path merges neighbouring frames by the pixel terms and
+    the network sees only the merged frames; the max path fuses every group with the network."""
+    gt, inputs = _two_focus_stack(128)
+    blurred = _blur(gt, 5)[0]
+    stack = [inputs[0, 0], blurred, blurred, inputs[0, 0], blurred, inputs[0, 1], blurred, blurred, inputs[0, 1]]
+    counts = {}
+    for quality in ("fast", "max"):
+        fuser = _fast_fuser(1 << 30, quality)
+        seen = []
+        encode = fuser.vae.encode
+        fuser.vae.encode = lambda images, seen=seen, encode=encode: seen.append(1) or encode(images)
+        fused = fuser.fuse(stack)
+        counts[quality] = len(seen)
+        assert _psnr(fused, gt[0]) > _psnr(mean_fusion(stack), gt[0]) + 6, quality
+    assert fuser.merges_by_focus(9) is False and _fast_fuser(1 << 30).merges_by_focus(9)
+    assert not _fast_fuser(1 << 30).merges_by_focus(3)
+    assert counts == {"fast": 3, "max": 9 + 3}  # max: every frame, then the three group results

@@ -14,7 +14,16 @@ from .assets.fetch import default_resources_dir
 from .devices import CHOICES as DEVICE_CHOICES
 from .errors import VaeedofError
 from .evaluation import commands as evaluation_commands
-from .fusion.options import ALIGN_MODES, EVIDENT_MOTION_PX, MIN_GAIN, MOTION_MODELS, OUTPUT_MODES, PRECISIONS
+from .fusion.options import (
+    ALIGN_MODES,
+    DECISION_SIDE,
+    EVIDENT_MOTION_PX,
+    MIN_GAIN,
+    MOTION_MODELS,
+    OUTPUT_MODES,
+    PRECISIONS,
+    QUALITIES,
+)
 from .logs import get_logger, setup_logging
 
 # Inputs the frozen VAE reconstructs below this PSNR (dB) are named (the paper's safeguard).
@@ -157,7 +166,7 @@ def cmd_fuse(args) -> None:
         return load_fuser(args.checkpoint, args.device, args.tile or params["infer"]["tile"],
                           args.resources, params["assets"]["mirrors"], mode,
                           strict_mode=args.mode is not None, precision=args.precision,
-                          hybrid=params_mod.given(args.set).get("fusion"))
+                          hybrid=params_mod.given(args.set).get("fusion"), quality=args.quality)
 
     files.fuse_items(args.images, args.output, open_fuser, f".{args.format}", align=args.align,
                      motion=args.motion, vae_check_db=None if args.no_vae_check else args.vae_check_db)
@@ -299,6 +308,10 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
+    p.add_argument("--quality", default="fast", choices=QUALITIES,
+                   help=f"fast: the network decides on frames shrunk to {DECISION_SIDE} px square or less "
+                   "(hybrid output; exact input pixels still chosen at full resolution); max: the network "
+                   "sees every pixel (several times slower on large frames)")
     _add_model_args(p)
     p.add_argument("--tile", type=tile_side, help="tile side in pixels, a multiple of 64 (default: "
                    "infer.tile in params)")

@@ -32,15 +32,23 @@ from ..devices import tune_cpu_allocator
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import progress
-from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose
+from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose, window_distance
 from ..nets.unet import FusionUNet, fill_inputs
 from ..nets.vae import SCALE, pad_to_multiple
 from ..params import schema_defaults
 from . import vae_tiles
+from .options import DECISION_SIDE, PRECISIONS, QUALITIES, TILE_MULTIPLE
 from .options import OUTPUT_MODES as MODES
-from .options import PRECISIONS, TILE_MULTIPLE
 
 DEFAULT_TILE = schema_defaults()["infer"]["tile"]
+# The fast path's network view: a frame larger than this (pixels) is shrunk by the smallest integer
+# factor that makes it fit, and the hybrid's pixel-level terms carry the decision to full
+# resolution. Views stay above a quarter of it (384 x 384): on gt-stacks s512 views of 256 x 256
+# decided as well as the whole frames, views of 128 x 128 (s256 shrunk) lost 0.5 dB. Frames of the
+# benchmark collections (Lytro, MFFW, MFI-WHU, gt-stacks) fit: the fast path is the max path there.
+DECISION_PIXELS = DECISION_SIDE**2
+COMPOSE_TILE = 512  # core side (px) of a full-resolution compose region on the fast path
+COMPOSE_HALO = 80  # px of context around it: the focus, reblur and smoothing windows fit inside
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -59,6 +67,18 @@ def ramp(tile: int, overlap: int) -> torch.Tensor:
     return torch.clamp(torch.minimum(x, tile - x) / max(overlap, 1), max=1.0)
 
 
+def upsample_region(grid: torch.Tensor, region: tuple[int, int, int, int], factor: int) -> torch.Tensor:
+    """(n, h, w) on a grid `factor` times coarser than pixels -> (1, n, r1 - r0, c1 - c0) at pixel
+    resolution over `region` (multiples of `factor`), bilinear, with a grid pixel of context."""
+    r0, r1, c0, c1 = region
+    a0, a1 = max(0, r0 // factor - 1), min(grid.shape[-2], r1 // factor + 1)
+    b0, b1 = max(0, c0 // factor - 1), min(grid.shape[-1], c1 // factor + 1)
+    values = F.interpolate(grid[None, :, a0:a1, b0:b1], scale_factor=factor, mode="bilinear",
+                           align_corners=False)
+    top, left = r0 - a0 * factor, c0 - b0 * factor
+    return values[..., top:top + (r1 - r0), left:left + (c1 - c0)]
+
+
 def group_stack(count: int, max_inputs: int) -> list[list[int]]:
     """Consecutive, near-equal groups of at most max_inputs frame indices."""
     groups = math.ceil(count / max_inputs)
@@ -72,7 +92,8 @@ class Fuser:
     def __init__(self, model: FusionUNet, vae, device: str | torch.device = "cpu",
                  tile: int | None = DEFAULT_TILE, batch_tiles: int | None = None, mode: str = "latent",
                  hybrid: HybridSettings = DEFAULT_SETTINGS, hybrid_trained: bool = True,
-                 vae_tile: int = vae_tiles.VAE_TILE, precision: str = "auto", checkpoint: Path | None = None):
+                 vae_tile: int = vae_tiles.VAE_TILE, precision: str = "auto", checkpoint: Path | None = None,
+                 quality: str = "fast", decision_pixels: int = DECISION_PIXELS):
         self.checkpoint = checkpoint  # the weights it was loaded from (None: built in memory)
         if mode not in MODES:
             raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -80,7 +101,10 @@ class Fuser:
             raise VaeedofError(f"tile {tile}: must be a positive multiple of {TILE_MULTIPLE}")
         if precision not in PRECISIONS:
             raise VaeedofError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if quality not in QUALITIES:
+            raise VaeedofError(f"quality {quality!r}: expected one of {', '.join(QUALITIES)}")
         self.mode, self.hybrid, self.hybrid_trained = mode, hybrid, hybrid_trained
+        self.quality, self.decision_pixels = quality, decision_pixels
         self.device = torch.device(device)
         self.precision = precision
         if self.device.type == "cpu":
@@ -182,40 +206,124 @@ class Fuser:
                        self.model.mix_sharpness, self.hybrid)[0]
 
     @staticmethod
-    def pixel_logits(mix: torch.Tensor, region: tuple[int, int, int, int]) -> torch.Tensor:
+    def pixel_logits(mix: torch.Tensor, region: tuple[int, int, int, int],
+                     factor: int = SCALE) -> torch.Tensor:
         """The mix logits (n, h, w) at pixel resolution over `region` (rows r0:r1, columns c0:c1
-        of the padded image): bilinear from latent resolution, with a latent pixel of context
-        so that a region's border is interpolated as the whole image's would be."""
-        r0, r1, c0, c1 = region
-        a0, a1 = max(0, r0 // SCALE - 1), min(mix.shape[-2], r1 // SCALE + 1)
-        b0, b1 = max(0, c0 // SCALE - 1), min(mix.shape[-1], c1 // SCALE + 1)
-        logits = F.interpolate(mix[None, :, a0:a1, b0:b1], scale_factor=SCALE, mode="bilinear",
-                               align_corners=False)
-        top, left = r0 - a0 * SCALE, c0 - b0 * SCALE
-        return logits[..., top:top + (r1 - r0), left:left + (c1 - c0)]
+        of the padded image, multiples of `factor`): bilinear from a grid `factor` times coarser
+        (the latent's), with a grid pixel of context so that a region's border is interpolated
+        as the whole image's would be."""
+        return upsample_region(mix, region, factor)
+
+    def decision_scale(self, height: int, width: int, mode: str | None = None) -> int:
+        """By how much the network's view of a frame is shrunk: 1 on the `max` path, in latent
+        mode (every pixel is decoded there) and for frames of `decision_pixels` or fewer."""
+        if self.quality == "max" or (mode or self.mode) != "hybrid":
+            return 1
+        return max(1, math.ceil(math.sqrt(height * width / self.decision_pixels)))
+
+    def network_view(self, image: torch.Tensor, scale: int) -> torch.Tensor:
+        """What the network sees of a (3, H, W) frame: padded to the grid, shrunk by `scale`
+        (area average; float in [0, 1]), or as stored at scale 1."""
+        padded = pad_to_multiple(image, SCALE * scale)
+        if scale == 1:
+            return padded
+        return F.avg_pool2d(as_float(padded)[None], scale)[0]
 
     @torch.inference_mode()
-    def fuse_level(self, images: list[torch.Tensor], mode: str,
+    def fuse_level(self, images: list[torch.Tensor], mode: str, scale: int = 1,
                    latents: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """At most max_inputs same-size (3, H, W) images -> one."""
-        padded = [pad_to_multiple(image, SCALE) for image in images]
-        latents = latents if latents is not None else [self.encode(image) for image in padded]
+        """At most max_inputs same-size (3, H, W) images -> one, the network seeing them shrunk by
+        `scale`. `latents`: encodings of those views (`network_view`)."""
+        size = tuple(images[0].shape[-2:])
+        views = [self.network_view(image, scale) for image in images]
+        latents = latents if latents is not None else [self.encode(view) for view in views]
         fused, mix = self.fuse_latents(latents)
-        return self.render(fused, mix, padded, mode, tuple(images[0].shape[-2:]))
+        if scale == 1:
+            return self.render(fused, mix, views, mode, size)
+        with self.timed("decode"), self._autocast():
+            decoded = vae_tiles.decode(self.vae, fused, self.vae_tile).float()
+        padded = [pad_to_multiple(image, SCALE * scale) for image in images]
+        return self.compose_scaled(decoded, mix, padded, views, scale, size)
+
+    def compose_scaled(self, decoded: torch.Tensor, mix: torch.Tensor, padded: list[torch.Tensor],
+                       views: list[torch.Tensor], scale: int, size: tuple[int, int]) -> torch.Tensor:
+        """The fast path's hybrid output: the network decided on views `scale` times smaller
+        (mix logits, and the agreement of each view with the decoded fusion); the focus, reblur
+        and smoothing terms work on the full-resolution inputs."""
+        grid = SCALE * scale
+        views = fill_inputs(torch.stack(views)[None], self.model.max_inputs)
+
+        def steer(r0: int, r1: int, c0: int, c1: int):
+            small = (..., slice(r0 // scale, r1 // scale), slice(c0 // scale, c1 // scale))
+            distance = window_distance(views[small].to(self.device), decoded[None][small], self.hybrid.radius)
+            distance = F.interpolate(distance, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)
+            return self.pixel_logits(mix, (r0, r1, c0, c1), grid), distance, self.model.mix_sharpness
+
+        return self._compose_regions(padded, size, grid, steer, self.model.max_inputs)
+
+    def merge_by_focus(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """The fast path's first levels of a deep stack: neighbouring frames merged by the hybrid's
+        pixel-level terms alone (focus, reblur, smoothing), no network. Frames close in focus
+        differ little, so little rides on this choice; the network decides between the merged
+        frames, where depths lie far apart."""
+        padded = [pad_to_multiple(image, SCALE) for image in images]
+        no_vote = torch.zeros(())
+
+        def steer(r0: int, r1: int, c0: int, c1: int):
+            flat = torch.zeros(1, len(images), 1, 1, device=self.device)
+            return flat, torch.ones(1, len(images), r1 - r0, c1 - c0, device=self.device), no_vote
+
+        return self._compose_regions(padded, tuple(images[0].shape[-2:]), SCALE, steer, len(images))
+
+    @torch.inference_mode()
+    def _compose_regions(self, padded: list[torch.Tensor], size: tuple[int, int], grid: int, steer,
+                         slots: int) -> torch.Tensor:
+        """The hybrid mix over full-resolution regions (cores on multiples of `grid`, with a halo
+        the focus, reblur and smoothing windows fit in); `steer(r0, r1, c0, c1)` gives a region's
+        mix logits, agreement distances and their sharpness; inputs filled to `slots`."""
+        height, width = size
+        halo = math.ceil(COMPOSE_HALO / grid) * grid
+        full_h, full_w = padded[0].shape[-2:]
+        out = torch.empty(3, height, width)
+        regions = [(y0, y1, x0, x1) for y0, y1 in vae_tiles.spans(full_h, COMPOSE_TILE, grid)
+                   for x0, x1 in vae_tiles.spans(full_w, COMPOSE_TILE, grid)]
+        with self.timed("compose"):
+            for y0, y1, x0, x1 in progress(regions, desc="compose", leave=False):
+                r0, r1 = max(0, y0 - halo), min(full_h, y1 + halo)
+                c0, c1 = max(0, x0 - halo), min(full_w, x1 + halo)
+                inputs = torch.stack([as_float(image[:, r0:r1, c0:c1]) for image in padded]).to(self.device)
+                logits, distance, sharpness = steer(r0, r1, c0, c1)
+                pixels = compose(logits, fill_inputs(inputs[None], slots), None, sharpness, self.hybrid,
+                                 distance)[0]
+                b1, d1 = min(y1, height), min(x1, width)
+                if y0 < b1 and x0 < d1:
+                    out[:, y0:b1, x0:d1] = pixels[:, y0 - r0:b1 - r0, x0 - c0:d1 - c0].float().cpu()
+        return out
 
     def fuse(self, stack: list[torch.Tensor], mode: str | None = None,
              latents: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Any number of same-size images -> one; hierarchical beyond max_inputs. `latents`:
-        the inputs' encodings when already computed (`encode`)."""
+        the encodings of the inputs' network views when already computed (`network_view` at
+        `decision_scale`, then `encode`)."""
         if not stack:
             raise VaeedofError("no input images")
         mode = mode or self.mode
         if mode not in MODES:
             raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
         limit = self.model.max_inputs
+        scale = self.decision_scale(*stack[0].shape[-2:], mode)
         while len(stack) > limit:
-            stack = [self.fuse_level([stack[i] for i in group], mode,
-                                     None if latents is None else [latents[i] for i in group])
-                     for group in group_stack(len(stack), limit)]
+            groups = group_stack(len(stack), limit)
+            if self.merges_by_focus(len(stack), mode):
+                stack = [self.merge_by_focus([stack[i] for i in group]) for group in groups]
+            else:
+                stack = [self.fuse_level([stack[i] for i in group], mode, scale,
+                                         None if latents is None else [latents[i] for i in group])
+                         for group in groups]
             latents = None
-        return self.fuse_level(stack, mode, latents)
+        return self.fuse_level(stack, mode, scale, latents)
+
+    def merges_by_focus(self, frames: int, mode: str | None = None) -> bool:
+        """Whether a stack of `frames` is first merged by focus (`merge_by_focus`): on the fast
+        path, in hybrid mode, beyond max_inputs frames. The network then sees merged frames only."""
+        return self.quality == "fast" and (mode or self.mode) == "hybrid" and frames > self.model.max_inputs

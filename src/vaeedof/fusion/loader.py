@@ -127,11 +127,12 @@ def checkpoint_vae(weights: Path, info: dict, resources_dir: str | os.PathLike,
 def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile: int | None = DEFAULT_TILE,
                resources_dir: str | os.PathLike = "resources", mirrors: list[str] | None = None,
                mode: str = "latent", strict_mode: bool = True, precision: str = "auto",
-               hybrid: dict | None = None) -> Fuser:
+               hybrid: dict | None = None, quality: str = "fast") -> Fuser:
     """A Fuser from an exported `fusion_ema.safetensors` and the JSON beside it. Hybrid mode needs
     a checkpoint trained with the hybrid loss: an error, or with `strict_mode` False (the mode
     came from a default, not from the user) latent mode and a warning. The hybrid mix's settings
-    are the model's (it was trained with them), `hybrid` (`fusion.hybrid_*` keys) over them."""
+    are the model's (it was trained with them), `hybrid` (`fusion.hybrid_*` keys) over them.
+    `quality`: fast (the network decides on shrunk views of large frames) or max (`Fuser`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -155,6 +156,6 @@ def load_fuser(checkpoint: str | os.PathLike | None, device: str = "auto", tile:
                           ", ".join(f"fusion.{k}={v}" for k, v in sorted(chosen.items())))
     fuser = Fuser(model, vae, device, tile, mode=mode, hybrid=HybridSettings.of(info | chosen),
                   hybrid_trained=bool(info.get("hybrid_trained")), precision=precision,
-                  checkpoint=weights)
+                  checkpoint=weights, quality=quality)
     get_logger().info("model: %s (%s)", weights, source)
     return fuser

@@ -3,6 +3,10 @@ command line reads them before anything heavy loads)."""
 
 OUTPUT_MODES = ("latent", "hybrid")  # latent: every pixel decoded (the paper); hybrid: ours
 PRECISIONS = ("auto", "fp32", "bf16")
+# fast: the network decides on frames larger than DECISION_SIDE squared pixels shrunk until they
+# fit, the hybrid's pixel terms carry it to full resolution; max: the network sees every pixel.
+QUALITIES = ("fast", "max")
+DECISION_SIDE = 768
 ALIGN_MODES = ("auto", "on", "off")
 MOTION_MODELS = ("similarity", "affine", "homography")
 # What `--align auto` takes for motion and for an exposure change (vaeedof.fusion.evidence and

@@ -126,24 +126,26 @@ def _reblur_votes(grey: torch.Tensor) -> torch.Tensor:
     if k < 2:
         return torch.zeros_like(grey)
     first, second = (~torch.eye(k, dtype=torch.bool, device=grey.device)).nonzero(as_tuple=True)
+    pairs = torch.full((k, k), -1, dtype=torch.long, device=grey.device)
+    pairs[first, second] = torch.arange(len(first), device=grey.device)
+    swapped = pairs[second, first]  # the pair (j, i) of each pair (i, j)
 
-    def windowed(squared: torch.Tensor) -> torch.Tensor:  # off-diagonal pairs -> (k, k, H, W)
-        out = torch.zeros(k, k, h, w, dtype=squared.dtype, device=squared.device)
-        out[first, second] = _box_mean(squared[:, None], REBLUR_WINDOW)[:, 0]
-        return out
+    def windowed(squared: torch.Tensor) -> torch.Tensor:  # (pairs, H, W)
+        return _box_mean(squared[:, None], REBLUR_WINDOW)[:, 0]
 
     best = None
     for sigma in REBLUR_SIGMAS:
         blurred = _gaussian_blur(grey[:, None], sigma / 2)[:, 0]
-        distance = windowed((grey[first] - blurred[second]).pow(2))  # [i, j]: i vs j blurred
-        best = distance if best is None else torch.minimum(best, distance)
-    log_distance = torch.log(best + REBLUR_FLOOR)  # [i, j] small: i is a blurred copy of j
+        distance = windowed((grey[first] - blurred[second]).pow_(2))  # pair (i, j): i vs j blurred
+        best = distance if best is None else torch.minimum(best, distance, out=best)
+    log_distance = torch.log(best + REBLUR_FLOOR)  # (i, j) small: i is a blurred copy of j
     # Weighted by how much of the two inputs' local difference a blur explains: near 1 where one
     # is a blurred copy of the other, near 0 where it is not (content that moved, other tones),
     # where the log ratio would vote at random.
-    difference = windowed((grey[first] - grey[second]).pow(2))
-    explained = (1 - torch.minimum(best, best.transpose(0, 1)) / (difference + REBLUR_FLOOR)).clamp(min=0)
-    return ((log_distance - log_distance.transpose(0, 1)) * explained).sum(dim=1) / (k - 1)
+    difference = windowed((grey[first] - grey[second]).pow_(2))
+    explained = (1 - torch.minimum(best, best[swapped]) / (difference + REBLUR_FLOOR)).clamp_(min=0)
+    votes = (log_distance - log_distance[swapped]) * explained
+    return grey.new_zeros(k, h, w).index_add_(0, first, votes) / (k - 1)
 
 
 def reblur_evidence(inputs: torch.Tensor) -> torch.Tensor:
@@ -161,14 +163,17 @@ def reblur_evidence(inputs: torch.Tensor) -> torch.Tensor:
     return F.interpolate(torch.stack(out), size=(h, w), mode="bilinear", align_corners=False)
 
 
-def mix_weights(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor,
-                sharpness: torch.Tensor, settings: HybridSettings = DEFAULT_SETTINGS) -> torch.Tensor:
+def mix_weights(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor | None,
+                sharpness: torch.Tensor, settings: HybridSettings = DEFAULT_SETTINGS,
+                distance: torch.Tensor | None = None) -> torch.Tensor:
     """Latent-resolution logits (B, >= n, h, w) -> full-resolution weights (B, n, H, W) over the
-    n inputs, summing to 1."""
+    n inputs, summing to 1. `distance`: the agreement term's window distances (B, n, H, W) when
+    measured elsewhere (at the decision scale: `vaeedof.fusion.engine`); `decoded` is then unused."""
     n = inputs.shape[1]
-    size = decoded.shape[-2:]
+    size = inputs.shape[-2:]
     coarse = F.interpolate(mix_logits[:, :n].float(), size=size, mode="bilinear", align_corners=False)
-    distance = window_distance(inputs, decoded, settings.radius)
+    if distance is None:
+        distance = window_distance(inputs, decoded, settings.radius)
     logits = coarse - sharpness * torch.log(distance + DISTANCE_FLOOR)
     if settings.focus_weight:
         logits = logits + settings.focus_weight * torch.log(focus_energy(inputs) + settings.focus_floor)
@@ -209,8 +214,9 @@ def _confidence(weights: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     return ((pooled.max(dim=0, keepdim=True).values - 1 / k) / (1 - 1 / k)).clamp(min=CONFIDENCE_FLOOR)
 
 
-def compose(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor,
-            sharpness: torch.Tensor, settings: HybridSettings = DEFAULT_SETTINGS) -> torch.Tensor:
+def compose(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor | None,
+            sharpness: torch.Tensor, settings: HybridSettings = DEFAULT_SETTINGS,
+            distance: torch.Tensor | None = None) -> torch.Tensor:
     """The hybrid image (B, 3, H, W) from the inputs (B, n, 3, H, W), steered by the decoded fusion."""
-    weights = mix_weights(mix_logits, inputs, decoded, sharpness, settings)
+    weights = mix_weights(mix_logits, inputs, decoded, sharpness, settings, distance)
     return (weights[:, :, None] * inputs).sum(dim=1)
