@@ -287,7 +287,8 @@ def test_fast_path_merges_deep_stacks_by_focus_before_the_network():
     the network sees only the merged frames; the max path fuses every group with the network."""
     gt, inputs = _two_focus_stack(128)
     blurred = _blur(gt, 5)[0]
-    stack = [inputs[0, 0], blurred, blurred, inputs[0, 0], blurred, inputs[0, 1], blurred, blurred, inputs[0, 1]]
+    left, right = inputs[0, 0], inputs[0, 1]
+    stack = [left, blurred, blurred, left, blurred, right, blurred, blurred, right]
     counts = {}
     for quality in ("fast", "max"):
         fuser = _fast_fuser(1 << 30, quality)
@@ -300,3 +301,21 @@ def test_fast_path_merges_deep_stacks_by_focus_before_the_network():
     assert fuser.merges_by_focus(9) is False and _fast_fuser(1 << 30).merges_by_focus(9)
     assert not _fast_fuser(1 << 30).merges_by_focus(3)
     assert counts == {"fast": 3, "max": 9 + 3}  # max: every frame, then the three group results
+    merged, names = _fast_fuser(1 << 30).merge_deep(stack, names=[f"f{i}.png" for i in range(9)])
+    assert len(merged) == 3 and names == ["f0.png..f2.png", "f3.png..f5.png", "f6.png..f8.png"]
+
+
+def test_deep_stack_network_and_vae_check_see_the_merged_frames(tmp_path, monkeypatch):
+    from vaeedof.fusion import files
+    from vaeedof.images import LoadedImage
+
+    checked = []
+    monkeypatch.setattr(files, "check_inputs", lambda vae, named, db, latents: checked.extend(
+        (name, len(latents)) for name, _ in named))
+    frames = [(_textured(s, 64)[0] * 255).to(torch.uint8) for s in range(9)]
+    loaded = [LoadedImage(frame, 8, None, tmp_path / f"f{i}.png") for i, frame in enumerate(frames)]
+    files.write_fused(_fast_fuser(1 << 30), loaded, tmp_path / "out.png", 20.0, align="off")
+    assert (tmp_path / "out.png").is_file()
+    expected = [f"{tmp_path / f'f{i}.png'}..f{i + 2}.png" for i in (0, 3, 6)]
+    assert [name for name, _ in checked] == expected
+    assert {count for _, count in checked} == {3}

@@ -283,28 +283,6 @@ def test_vae_check_window_is_a_small_share_of_the_image():
     assert centred_window(64, 48) == (0, 8, 0, 6)  # small images: the whole image
 
 
-@needs_mirror
-def test_vae_check_without_encodings_encodes_only_the_window(monkeypatch, tmp_path):
-    """Deep stacks on the fast path: the check encodes the window with its context and the
-    encoder's halo, and scores it about as the whole image's encoding does (within 0.5 dB: the
-    encoder normalises over what it is given; Lytro-01 A: 34.08 vs 33.72 dB)."""
-    from vaeedof.fusion import vae_tiles
-    from vaeedof.fusion.vae_check import reconstruction_psnr
-    from vaeedof.images import read_image
-    from vaeedof.nets.vae import load_vae
-
-    monkeypatch.setenv("VAEEDOF_ASSET_MIRROR", str(SHARED_MIRROR))
-    vae = load_vae("taef2", tmp_path / "res")
-    image = read_image(REAL / "Lytro/lytro-01" / "A.jpg")
-    encoded = []
-    encode = vae.encode_features
-    monkeypatch.setattr(vae, "encode_features", lambda x: encoded.append(x.shape[-2:]) or encode(x))
-    windowed = reconstruction_psnr(vae, image)
-    assert len(encoded) == 1 and encoded[0][0] * encoded[0][1] < 0.5 * 520 * 520
-    whole = reconstruction_psnr(vae, image, vae_tiles.encode(vae, image))  # 520 x 520: on the grid
-    assert abs(windowed - whole) < 0.5, (windowed, whole)
-
-
 def test_fuse_a_folder_of_stacks_loads_the_model_once(tmp_path, monkeypatch):
     import vaeedof.fusion.loader as loader
 

@@ -311,19 +311,32 @@ class Fuser:
         if mode not in MODES:
             raise VaeedofError(f"output mode {mode!r}: expected one of {', '.join(MODES)}")
         limit = self.model.max_inputs
+        if self.merges_by_focus(len(stack), mode):
+            stack, _ = self.merge_deep(stack, mode)
+            latents = None
         scale = self.decision_scale(*stack[0].shape[-2:], mode)
         while len(stack) > limit:
-            groups = group_stack(len(stack), limit)
-            if self.merges_by_focus(len(stack), mode):
-                stack = [self.merge_by_focus([stack[i] for i in group]) for group in groups]
-            else:
-                stack = [self.fuse_level([stack[i] for i in group], mode, scale,
-                                         None if latents is None else [latents[i] for i in group])
-                         for group in groups]
+            stack = [self.fuse_level([stack[i] for i in group], mode, scale,
+                                     None if latents is None else [latents[i] for i in group])
+                     for group in group_stack(len(stack), limit)]
             latents = None
         return self.fuse_level(stack, mode, scale, latents)
 
     def merges_by_focus(self, frames: int, mode: str | None = None) -> bool:
-        """Whether a stack of `frames` is first merged by focus (`merge_by_focus`): on the fast
-        path, in hybrid mode, beyond max_inputs frames. The network then sees merged frames only."""
+        """Whether a stack of `frames` is first merged by focus (`merge_deep`): on the fast path,
+        in hybrid mode, beyond max_inputs frames. The network then sees merged frames only."""
         return self.quality == "fast" and (mode or self.mode) == "hybrid" and frames > self.model.max_inputs
+
+    def merge_deep(self, stack: list[torch.Tensor], mode: str | None = None, names: list[str] | None = None
+                   ) -> tuple[list[torch.Tensor], list[str]]:
+        """A deep stack on the fast path -> at most max_inputs frames, consecutive groups merged by
+        focus (`merge_by_focus`) as often as it takes; with names such as `a.jpg..g.jpg` for each
+        merged frame (`names`: the frames'). Other stacks are returned as they are."""
+        names = names or [f"frame {index}" for index in range(len(stack))]
+        while self.merges_by_focus(len(stack), mode):
+            groups = group_stack(len(stack), self.model.max_inputs)
+            stack = [self.merge_by_focus([stack[i] for i in group])
+                     for group in progress(groups, desc="merging by focus", leave=False)]
+            names = [names[group[0]] if len(group) == 1 else
+                     f"{names[group[0]]}..{Path(names[group[-1]]).name}" for group in groups]
+        return stack, names

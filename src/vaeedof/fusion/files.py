@@ -142,15 +142,15 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
         get_logger().info("alignment: largest displacement %.2f px, largest exposure change %.1f %%, %s",
                           alignment.max_shift_px, 100 * alignment.exposure_change,
                           "frames aligned" if alignment.applied else "frames left as they are")
-    # The network sees each frame once, at the scale it decides on, and the check reuses that;
-    # frames of a deep stack merged by focus first are checked on a window each.
+    # The network sees each frame once (a deep stack's merged frames on the fast path), at the
+    # scale it decides on; the check reuses those encodings.
+    images, names = fuser.merge_deep(images, names=[str(im.path) for im in loaded])
     scale = fuser.decision_scale(*images[0].shape[-2:])
     views = [fuser.network_view(image, scale) for image in images]
-    latents = None if fuser.merges_by_focus(len(images)) else [fuser.encode(view) for view in views]
+    latents = [fuser.encode(view) for view in views]
     if vae_check_db is not None:
         with fuser.timed("vae_check"):
-            check_inputs(fuser.vae, [(str(im.path), view) for im, view in zip(loaded, views, strict=True)],
-                         vae_check_db, latents)
+            check_inputs(fuser.vae, list(zip(names, views, strict=True)), vae_check_db, latents)
     fused = fuser.fuse(images, latents=latents)
     first = loaded[0]
     with fuser.timed("write"):

@@ -5,9 +5,7 @@ inputs are named.
 The check reuses the fusion's encodings and decodes only a centred window of each input, about
 6 % of its area (at least 128 px a side, the whole image when smaller), with 16 px of context
 (within 0.25 dB of the exact window on Lytro and keyboard frames, where no context lost 3-5 dB):
-with the encodings shared it costs under a tenth of the fusion. Without them (deep stacks on the
-fast path, whose frames the network does not see one by one) only the window, its context and the
-encoder's halo are encoded."""
+with the encodings shared it costs under a tenth of the fusion."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ import torch
 
 from ..images import as_float, psnr
 from ..logs import get_logger
-from ..nets.vae import ENCODER_HALO, SCALE, pad_to_multiple
+from ..nets.vae import SCALE, pad_to_multiple
 from . import vae_tiles
 
 WINDOW_AREA = 0.06
@@ -40,14 +38,11 @@ def reconstruction_psnr(vae, image: torch.Tensor, latent: torch.Tensor | None = 
     encoding when the fusion already made it."""
     device = next(vae.parameters()).device
     padded = pad_to_multiple(image, SCALE)
-    box = y0, y1, x0, x1 = centred_window(*image.shape[-2:])
+    if latent is None:
+        latent = vae_tiles.encode(vae, padded.to(device))
+    y0, y1, x0, x1 = centred_window(*image.shape[-2:])
+    window = vae_tiles.decode_window(vae, latent.to(device), (y0, y1, x0, x1), CONTEXT).float().cpu()
     target = as_float(padded[:, y0 * SCALE:y1 * SCALE, x0 * SCALE:x1 * SCALE])
-    if latent is None:  # only the window, its context and the encoder's halo are encoded
-        reach = CONTEXT + ENCODER_HALO // SCALE
-        a0, b0 = max(0, y0 - reach), max(0, x0 - reach)
-        crop = padded[:, a0 * SCALE:(y1 + reach) * SCALE, b0 * SCALE:(x1 + reach) * SCALE]
-        latent, box = vae_tiles.encode(vae, crop.to(device)), (y0 - a0, y1 - a0, x0 - b0, x1 - b0)
-    window = vae_tiles.decode_window(vae, latent.to(device), box, CONTEXT).float().cpu()
     return psnr(window, target)
 
 
