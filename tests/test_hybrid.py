@@ -234,9 +234,10 @@ def test_guided_filter_fusion_keeps_each_sharp_half():
     assert np.isfinite(fused.numpy()).all() and fused.min() >= 0 and fused.max() <= 1
 
 
-def _fast_fuser(decision_pixels, quality="fast", mode="hybrid"):
+def _fast_fuser(view_pixels, quality="fast", mode="hybrid", whole_pixels=None):
     fuser = _untrained_fuser(None, mode)
-    fuser.quality, fuser.decision_pixels = quality, decision_pixels
+    fuser.quality, fuser.view_pixels = quality, view_pixels
+    fuser.whole_pixels = view_pixels if whole_pixels is None else whole_pixels
     return fuser
 
 
@@ -244,8 +245,24 @@ def test_fast_path_shrinks_only_large_frames_in_hybrid_mode():
     assert _fast_fuser(128 * 128).decision_scale(128, 128) == 1
     assert _fast_fuser(128 * 128).decision_scale(129, 128) == 2
     assert _fast_fuser(64 * 64).decision_scale(256, 200) == 4  # ceil(sqrt(12.5))
+    assert _fast_fuser(64 * 64, whole_pixels=256 * 256).decision_scale(256, 200) == 1
+    assert _fast_fuser(64 * 64, whole_pixels=128 * 128).decision_scale(256, 200) == 4
     assert _fast_fuser(64 * 64, quality="max").decision_scale(256, 256) == 1
     assert _fast_fuser(64 * 64, mode="latent").decision_scale(256, 256) == 1
+
+
+def test_benchmark_collections_take_the_max_path():
+    """Lytro (520 x 520), MFFW and MFI-WHU (up to 900 x 600) and gt-stacks (512 x 512, at most 7
+    frames): no frame is shrunk and no stack merged, so the fast path is the max path there."""
+    from vaeedof.fusion.engine import Fuser
+
+    fuser = Fuser(FusionUNet(4, max_inputs=7, widths=(8, 16, 32), attention_heads=2), _TinyVae(), "cpu",
+                  mode="hybrid")
+    assert fuser.quality == "fast"
+    for height, width in ((520, 520), (580, 780), (600, 900), (512, 512), (768, 768)):
+        assert fuser.decision_scale(height, width) == 1
+    assert not fuser.merges_by_focus(7) and fuser.merges_by_focus(8)
+    assert fuser.decision_scale(1536, 2048) == 4  # pcb: 512 x 384 views
 
 
 def test_fast_path_network_sees_shrunk_views_and_pixels_stay_exact():

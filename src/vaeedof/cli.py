@@ -16,13 +16,14 @@ from .errors import VaeedofError
 from .evaluation import commands as evaluation_commands
 from .fusion.options import (
     ALIGN_MODES,
-    DECISION_SIDE,
     EVIDENT_MOTION_PX,
     MIN_GAIN,
     MOTION_MODELS,
     OUTPUT_MODES,
     PRECISIONS,
     QUALITIES,
+    VIEW_SIDE,
+    WHOLE_SIDE,
 )
 from .logs import get_logger, setup_logging
 
@@ -309,9 +310,10 @@ def _add_fusion_commands(sub) -> None:
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
     p.add_argument("--quality", default="fast", choices=QUALITIES,
-                   help=f"fast: the network decides on frames shrunk to {DECISION_SIDE} px square or less "
-                   "(hybrid output; exact input pixels still chosen at full resolution); max: the network "
-                   "sees every pixel (several times slower on large frames)")
+                   help=f"fast: frames over {WHOLE_SIDE} px square are decided on views shrunk to "
+                   f"{VIEW_SIDE} px square or less, stacks of more frames than the model takes are merged "
+                   "by focus first (hybrid output: every pixel still an input pixel at full resolution); "
+                   "max: the network sees every pixel of every frame (several times slower there)")
     _add_model_args(p)
     p.add_argument("--tile", type=tile_side, help="tile side in pixels, a multiple of 64 (default: "
                    "infer.tile in params)")

@@ -3,10 +3,12 @@ command line reads them before anything heavy loads)."""
 
 OUTPUT_MODES = ("latent", "hybrid")  # latent: every pixel decoded (the paper); hybrid: ours
 PRECISIONS = ("auto", "fp32", "bf16")
-# fast: the network decides on frames larger than DECISION_SIDE squared pixels shrunk until they
-# fit, the hybrid's pixel terms carry it to full resolution; max: the network sees every pixel.
+# fast: the network decides on frames of more than WHOLE_SIDE squared pixels shrunk to VIEW_SIDE
+# squared or less, the hybrid's pixel terms carry it to full resolution, and deep stacks are merged
+# by focus first; max: the network sees every pixel of every frame.
 QUALITIES = ("fast", "max")
-DECISION_SIDE = 768
+WHOLE_SIDE = 768
+VIEW_SIDE = 512
 ALIGN_MODES = ("auto", "on", "off")
 MOTION_MODELS = ("similarity", "affine", "homography")
 # What `--align auto` takes for motion and for an exposure change (vaeedof.fusion.evidence and

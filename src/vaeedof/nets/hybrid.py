@@ -117,11 +117,11 @@ def _distinct(slots: torch.Tensor) -> tuple[list[int], list[int]]:
     return firsts, index
 
 
-def _reblur_votes(grey: torch.Tensor) -> torch.Tensor:
-    """(k, H, W) distinct images -> (k, H, W) mean over the others of log D(other -> this) -
-    log D(this -> other), D(a -> b): the windowed squared difference between b and a blurred copy
-    of a, at the best of REBLUR_SIGMAS; each vote weighted by the share of the pair's difference
-    that the better blur explains."""
+def _reblur_votes(grey: torch.Tensor, reduction: int) -> torch.Tensor:
+    """(k, H, W) distinct images, `reduction` times smaller than the inputs -> (k, H, W) mean over
+    the others of log D(other -> this) - log D(this -> other), D(a -> b): the windowed squared
+    difference between b and a blurred copy of a, at the best of REBLUR_SIGMAS (input pixels);
+    each vote weighted by the share of the pair's difference that the better blur explains."""
     k, h, w = grey.shape
     if k < 2:
         return torch.zeros_like(grey)
@@ -135,7 +135,7 @@ def _reblur_votes(grey: torch.Tensor) -> torch.Tensor:
 
     best = None
     for sigma in REBLUR_SIGMAS:
-        blurred = _gaussian_blur(grey[:, None], sigma / 2)[:, 0]
+        blurred = _gaussian_blur(grey[:, None], sigma / reduction)[:, 0]
         distance = windowed((grey[first] - blurred[second]).pow_(2))  # pair (i, j): i vs j blurred
         best = distance if best is None else torch.minimum(best, distance, out=best)
     log_distance = torch.log(best + REBLUR_FLOOR)  # (i, j) small: i is a blurred copy of j
@@ -148,27 +148,29 @@ def _reblur_votes(grey: torch.Tensor) -> torch.Tensor:
     return grey.new_zeros(k, h, w).index_add_(0, first, votes) / (k - 1)
 
 
-def reblur_evidence(inputs: torch.Tensor) -> torch.Tensor:
+def reblur_evidence(inputs: torch.Tensor, reduction: int = 2) -> torch.Tensor:
     """(B, n, 3, H, W) -> (B, n, H, W): positive where an input is sharper than the others of its
     stack (see the module doc). Slots that repeat an input (stacks filled to max_inputs) neither
-    vote nor dilute the vote; the work is done once per distinct input."""
+    vote nor dilute the vote; the work is done once per distinct input. Measured at 1/`reduction`
+    of the resolution (half: 4x less work; regions start at multiples of 8, so tiles stay exact;
+    the fast path takes large frames' at their network view's scale times that)."""
     h, w = inputs.shape[-2:]
     grey = inputs.float().mean(dim=2)
-    # At half resolution (4x less work): regions start at multiples of 8, so tiles stay exact.
-    small = F.avg_pool2d(grey, 2, ceil_mode=True)
+    small = F.avg_pool2d(grey, reduction, ceil_mode=True)
     out = []
     for sample, full in zip(small, grey, strict=True):
         firsts, index = _distinct(full)
-        out.append(_reblur_votes(sample[firsts])[index])
+        out.append(_reblur_votes(sample[firsts], reduction)[index])
     return F.interpolate(torch.stack(out), size=(h, w), mode="bilinear", align_corners=False)
 
 
 def mix_weights(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor | None,
                 sharpness: torch.Tensor, settings: HybridSettings = DEFAULT_SETTINGS,
-                distance: torch.Tensor | None = None) -> torch.Tensor:
+                distance: torch.Tensor | None = None, reblur_reduction: int = 2) -> torch.Tensor:
     """Latent-resolution logits (B, >= n, h, w) -> full-resolution weights (B, n, H, W) over the
     n inputs, summing to 1. `distance`: the agreement term's window distances (B, n, H, W) when
-    measured elsewhere (at the decision scale: `vaeedof.fusion.engine`); `decoded` is then unused."""
+    measured elsewhere (at the decision scale: `vaeedof.fusion.engine`); `decoded` is then unused.
+    `reblur_reduction`: the reblur term's (`reblur_evidence`)."""
     n = inputs.shape[1]
     size = inputs.shape[-2:]
     coarse = F.interpolate(mix_logits[:, :n].float(), size=size, mode="bilinear", align_corners=False)
@@ -178,7 +180,7 @@ def mix_weights(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.T
     if settings.focus_weight:
         logits = logits + settings.focus_weight * torch.log(focus_energy(inputs) + settings.focus_floor)
     if settings.reblur_weight:
-        logits = logits + settings.reblur_weight * reblur_evidence(inputs)
+        logits = logits + settings.reblur_weight * reblur_evidence(inputs, reblur_reduction)
     weights = torch.softmax(logits, dim=1)
     return smooth_selection(weights, inputs, settings.smoothing) if settings.smoothing else weights
 
@@ -216,7 +218,7 @@ def _confidence(weights: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
 
 def compose(mix_logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor | None,
             sharpness: torch.Tensor, settings: HybridSettings = DEFAULT_SETTINGS,
-            distance: torch.Tensor | None = None) -> torch.Tensor:
+            distance: torch.Tensor | None = None, reblur_reduction: int = 2) -> torch.Tensor:
     """The hybrid image (B, 3, H, W) from the inputs (B, n, 3, H, W), steered by the decoded fusion."""
-    weights = mix_weights(mix_logits, inputs, decoded, sharpness, settings, distance)
+    weights = mix_weights(mix_logits, inputs, decoded, sharpness, settings, distance, reblur_reduction)
     return (weights[:, :, None] * inputs).sum(dim=1)
