@@ -210,7 +210,7 @@ def test_auto_fuses_a_moved_stack_it_cannot_align_with_a_warning(caplog, monkeyp
     """`auto` never stops a fusion: frames that moved (forced here) but do not match are fused as
     they are, with a warning; `on` (and the evaluation's strict mode) stop with one line."""
     moved = align.PairEvidence(("n0", "n1"), 5.0, 100, 1.0, 5.0)  # forced: as if they had moved
-    monkeypatch.setattr(align, "motion_evidence", lambda images, names: [moved])
+    monkeypatch.setattr(align, "motion_evidence", lambda images, names, shrunk=None: [moved])
     logger = align.get_logger()  # the CLI's logger does not propagate: listen to it directly
     logger.addHandler(caplog.handler)
     monkeypatch.setattr(logger, "level", 0)

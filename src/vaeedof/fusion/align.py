@@ -235,9 +235,16 @@ def _valid_box(transforms: list[np.ndarray], height: int, width: int) -> tuple[i
     return left, top, max(left, math.floor(x1)), max(top, math.floor(y1))
 
 
-def motion_evidence(images: list[torch.Tensor], names: list[str]) -> list[PairEvidence]:
-    """Per neighbour pair, the evidence of motion that defocus cannot fake (`evidence`)."""
-    shrunk = [_grey(image, ESTIMATION_SIDE) for image in images]
+def estimation_greys(images: list[torch.Tensor]) -> list[tuple[np.ndarray, float]]:
+    """The frames as registration sees them: grey, ESTIMATION_SIDE px at most (`_grey`)."""
+    return [_grey(image, ESTIMATION_SIDE) for image in images]
+
+
+def motion_evidence(images: list[torch.Tensor], names: list[str],
+                    shrunk: list[tuple[np.ndarray, float]] | None = None) -> list[PairEvidence]:
+    """Per neighbour pair, the evidence of motion that defocus cannot fake (`evidence`);
+    `shrunk`: the frames' `estimation_greys` when already made."""
+    shrunk = shrunk or estimation_greys(images)
     greys = [grey for grey, _ in shrunk]
     return neighbour_evidence(greys, shrunk[0][1], _block_size(greys[0].shape), names)
 
@@ -247,13 +254,15 @@ def _block_size(shape: tuple[int, int]) -> int:
     return int(min(64, 2 ** math.floor(math.log2(max(16, min(shape) // 4)))))
 
 
-def estimate(images: list[torch.Tensor], names: list[str], model: str = "similarity") -> Alignment:
-    """The alignment of a stack to its middle frame (nothing is warped here)."""
+def estimate(images: list[torch.Tensor], names: list[str], model: str = "similarity",
+             shrunk: list[tuple[np.ndarray, float]] | None = None) -> Alignment:
+    """The alignment of a stack to its middle frame (nothing is warped here); `shrunk`: the
+    frames' `estimation_greys` when already made."""
     if model not in MODELS:
         raise VaeedofError(f"motion model {model!r}: expected one of {', '.join(MODELS)}")
     height, width = images[0].shape[-2:]
     reference = _reference(len(images))
-    shrunk = [_grey(image, ESTIMATION_SIDE) for image in images]
+    shrunk = shrunk or estimation_greys(images)
     factor = shrunk[0][1]
     small = _chain([g for g, _ in shrunk], names, reference, model)
     transforms = [rescale_transform(t, 1 / factor) for t in small]
@@ -323,14 +332,15 @@ def align_stack(images: list[torch.Tensor], names: list[str], mode: str = "auto"
             raise VaeedofError(f"{names[0]}: frames smaller than {MIN_SIDE} px cannot be aligned; "
                                "use --align off")
         return images, None
+    shrunk = estimation_greys(images)  # made once for the evidence and the estimate
     if mode == "auto":
-        evidence = motion_evidence(images, names)
+        evidence = motion_evidence(images, names, shrunk)
         if not any(pair.confirmed for pair in evidence):
             _log_unconfirmed(evidence)
             alignment = match_exposure(images)
             return (apply(images, alignment), alignment) if needs_alignment(alignment) else (images, None)
     try:
-        alignment = estimate(images, names, model)
+        alignment = estimate(images, names, model, shrunk)
     except VaeedofError as exc:
         if mode == "on" or strict:
             raise
