@@ -103,3 +103,40 @@ def test_registered_stacks_table_ranks_each_set_and_counts_stacks_above_the_best
     assert "| gt-stacks/s512 | hybrid | 1 | 40.00 | 0.9000 | 0 | 0 of 1 |" in lines
     results.record("registered-stacks", table, "python -m experiments.x --record", "abc", folder=tmp_path)
     assert results.block("registered-stacks", tmp_path).startswith(table)
+
+
+def test_fast_path_table_compares_each_set_with_the_max_path(tmp_path):
+    from experiments.fast_path.run import table
+
+    rows = [{"set": label, "stack": stack, "frames": frames, "size": "64x64", "quality": quality,
+             "psnr": psnr, "ssim": 0.9, "seconds": seconds}
+            for label, stack, frames, quality, psnr, seconds in [
+                ("large", "a", 2, "max", 30.0, 4.0), ("large", "a", 2, "fast", 31.0, 1.0),
+                ("large", "b", 3, "max", 30.0, 6.0), ("large", "b", 3, "fast", 29.0, 1.0),
+                ("deep", "c", 24, "max", 40.0, 9.0), ("deep", "c", 24, "fast", 40.5, 3.0)]]
+    text = table(_strings(rows))
+    assert "| large | 2 | 2-3 | 64x64 | max | 30.00 | 0.9000 | 5.0 | - |" in text
+    assert "| large | 2 | 2-3 | 64x64 | fast | 30.00 | 0.9000 | 1.0 | 1 of 2 |" in text
+    assert "| deep | 1 | 24-24 | 64x64 | fast | 40.50 | 0.9000 | 3.0 | 1 of 1 |" in text
+    results.record("fast-path", text, "python -m experiments.x --record", "abc", folder=tmp_path)
+    assert results.block("fast-path", tmp_path).startswith(text)
+
+
+def test_stack_speed_table_gives_each_method_its_ratio_to_the_reference_tools(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "bench_stacks.py"
+    spec = importlib.util.spec_from_file_location("bench_stacks", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"stack": "pcb", "frames": 7, "size": "2048x1536", "method": method, "seconds": seconds,
+             "peak_mib": 100, "repeats": 1}
+            for method, seconds in [(bench.OURS, 12.0), ("enfuse", 2.0), ("focus-stack", 4.0)]]
+    text = bench.speed_table(_strings(rows), {"openfocus-guided-filter": "not installed"}, "a CPU, 2 cores")
+    assert f"| pcb | 7 | 2048x1536 | {bench.OURS} | 12.00 | 100 | 3.0 | 6.0 |" in text
+    assert "Not run: openfocus-guided-filter, not installed." in text
+    no_reference = bench.speed_table(_strings(rows[:2]), {}, "a CPU")
+    assert f"| {bench.OURS} | 12.00 | 100 | - | 6.0 |" in no_reference
+    results.record("stack-speed", text, "python scripts/bench_stacks.py x --record", "abc", folder=tmp_path)
+    assert results.block("stack-speed", tmp_path).startswith(text)

@@ -59,12 +59,16 @@ def _textured(image: np.ndarray, block: int) -> np.ndarray:
     return mean_square - mean * mean >= 1e-6
 
 
-def detail_at(image: np.ndarray, block: int, centres: np.ndarray) -> np.ndarray:
-    """Fine detail of the blocks centred at `centres` (x, y): their mean squared Laplacian,
-    which defocus removes first."""
+def detail_map(image: np.ndarray, block: int) -> np.ndarray:
+    """Fine detail around every pixel: the mean squared Laplacian over a block (defocus removes it
+    first)."""
     import cv2
 
-    energy = cv2.blur(cv2.Laplacian(image, cv2.CV_32F) ** 2, (block, block))
-    x = np.clip(np.round(centres[:, 0]).astype(int), 0, image.shape[1] - 1)
-    y = np.clip(np.round(centres[:, 1]).astype(int), 0, image.shape[0] - 1)
-    return energy[y, x]
+    return cv2.blur(cv2.Laplacian(image, cv2.CV_32F) ** 2, (block, block))
+
+
+def detail_at(detail: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The `detail_map` at the blocks centred at `centres` (x, y)."""
+    x = np.clip(np.round(centres[:, 0]).astype(int), 0, detail.shape[1] - 1)
+    y = np.clip(np.round(centres[:, 1]).astype(int), 0, detail.shape[0] - 1)
+    return detail[y, x]

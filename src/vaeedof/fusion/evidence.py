@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blocks import block_shifts, detail_at
+from .blocks import block_shifts, detail_at, detail_map
 from .options import EVIDENT_MOTION_PX
 
 SHARP_SHARE = 0.8
@@ -59,13 +59,14 @@ def neighbour_evidence(greys: list[np.ndarray], factor: float, block: int, names
     import cv2
 
     evidence = []
+    detail = [detail_map(grey, block) for grey in greys]  # each frame's once, for every pair
     for k in range(len(greys) - 1):
         src, dst, _ = block_shifts(greys[k], greys[k + 1], block)
         pair = (names[k], names[k + 1])
         if not len(src):
             evidence.append(PairEvidence(pair, 0.0, 0, 0.0, 0.0))
             continue
-        details = np.stack([detail_at(grey, block, src) for grey in greys])
+        details = np.stack([detail_at(frame, src) for frame in detail])
         sharp = details[[k, k + 1]].min(0) >= SHARP_SHARE * np.maximum(details.max(0), 1e-12)
         apparent = float(np.median(np.linalg.norm(dst - src, axis=1))) / factor
         agreeing, motion = 0.0, 0.0
