@@ -263,6 +263,10 @@ def test_benchmark_collections_take_the_max_path():
         assert fuser.decision_scale(height, width) == 1
     assert not fuser.merges_by_focus(7) and fuser.merges_by_focus(8)
     assert fuser.decision_scale(1536, 2048) == 4  # pcb: 512 x 384 views
+    stack = [_textured(s, 96)[0] for s in range(3)]
+    fast = fuser.fuse(stack)
+    fuser.quality = "max"
+    assert torch.equal(fast, fuser.fuse(stack))
 
 
 def test_fast_path_network_sees_shrunk_views_and_pixels_stay_exact():

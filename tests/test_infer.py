@@ -303,6 +303,27 @@ def test_fuse_a_folder_of_stacks_loads_the_model_once(tmp_path, monkeypatch):
     assert len(loads) == 1 and Image.open(tmp_path / "out" / "toy.jpg").size == (72, 40)
 
 
+@pytest.mark.parametrize("given, quality", [([], "fast"), (["--quality", "max"], "max")])
+def test_fuse_quality_reaches_the_fuser(tmp_path, monkeypatch, given, quality):
+    import vaeedof.fusion.loader as loader
+
+    chosen = []
+
+    def fake_load_fuser(*args, **kwargs):
+        chosen.append(kwargs["quality"])
+        return Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64, mode="hybrid",
+                     quality=kwargs["quality"])
+
+    monkeypatch.setattr(loader, "load_fuser", fake_load_fuser)
+    for name in ("a.png", "b.png"):
+        _png(tmp_path / name, (72, 40))
+    assert main(["fuse", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "out.png"),
+                 "--no-vae-check", *given]) == 0
+    assert chosen == [quality] and (tmp_path / "out.png").is_file()
+    with pytest.raises(VaeedofError, match="quality 'best'"):
+        Fuser(FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", quality="best")
+
+
 def test_bf16_precision_is_close_to_fp32_and_bad_precision_refused():
     model = FusionUNet(16, 7, (16, 32, 64), 2)
     torch.nn.init.normal_(model.head[-1].weight, std=0.01)
