@@ -296,11 +296,12 @@ def test_fast_path_regions_match_one_region(monkeypatch):
     stack[1] = _blur(stack[1][None])[0]
     fuser = _fast_fuser(64 * 64)
     monkeypatch.setattr(engine, "COMPOSE_TILE", 4096)
-    whole = fuser.fuse(stack)
+    whole, merged_whole = fuser.fuse(stack), fuser.merge_by_focus(stack, 2)
     monkeypatch.setattr(engine, "COMPOSE_TILE", 64)
-    regions = fuser.fuse(stack)
-    assert regions.shape == whole.shape == (3, 250, 190)
+    regions, merged_regions = fuser.fuse(stack), fuser.merge_by_focus(stack, 2)
+    assert regions.shape == whole.shape == merged_regions.shape == (3, 250, 190)
     assert float((regions - whole).abs().max()) < 1e-4
+    assert float((merged_regions - merged_whole).abs().max()) < 1e-4
 
 
 def test_fast_path_merges_deep_stacks_by_focus_before_the_network():

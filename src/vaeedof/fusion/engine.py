@@ -264,19 +264,21 @@ class Fuser:
         # 0.4 dB better than at half resolution (7 of 8 stacks), and scale^2 times less work.
         return self._compose_regions(padded, size, grid, steer, self.model.max_inputs, 2 * scale)
 
-    def merge_by_focus(self, images: list[torch.Tensor]) -> torch.Tensor:
+    def merge_by_focus(self, images: list[torch.Tensor], scale: int = 1) -> torch.Tensor:
         """The fast path's first levels of a deep stack: neighbouring frames merged by the hybrid's
         pixel-level terms alone (focus, reblur, smoothing), no network. Frames close in focus
         differ little, so little rides on this choice; the network decides between the merged
-        frames, where depths lie far apart."""
-        padded = [pad_to_multiple(image, SCALE) for image in images]
+        frames, where depths lie far apart. `scale`: the frames' decision scale (the reblur term
+        works at it, as on large frames' views)."""
+        grid = SCALE * scale
+        padded = [pad_to_multiple(image, grid) for image in images]
         no_vote = torch.zeros(())
 
         def steer(r0: int, r1: int, c0: int, c1: int):
             flat = torch.zeros(1, len(images), 1, 1, device=self.device)
             return flat, torch.ones(1, len(images), r1 - r0, c1 - c0, device=self.device), no_vote
 
-        return self._compose_regions(padded, tuple(images[0].shape[-2:]), SCALE, steer, len(images), 2)
+        return self._compose_regions(padded, tuple(images[0].shape[-2:]), grid, steer, len(images), 2 * scale)
 
     @torch.inference_mode()
     def _compose_regions(self, padded: list[torch.Tensor], size: tuple[int, int], grid: int, steer,
@@ -336,9 +338,10 @@ class Fuser:
         focus (`merge_by_focus`) as often as it takes; with names such as `a.jpg..g.jpg` for each
         merged frame (`names`: the frames'). Other stacks are returned as they are."""
         names = names or [f"frame {index}" for index in range(len(stack))]
+        scale = self.decision_scale(*stack[0].shape[-2:], mode)
         while self.merges_by_focus(len(stack), mode):
             groups = group_stack(len(stack), self.model.max_inputs)
-            stack = [self.merge_by_focus([stack[i] for i in group])
+            stack = [self.merge_by_focus([stack[i] for i in group], scale)
                      for group in progress(groups, desc="merging by focus", leave=False)]
             names = [names[group[0]] if len(group) == 1 else
                      f"{names[group[0]]}..{Path(names[group[-1]]).name}" for group in groups]
