@@ -5,9 +5,11 @@ where the focus term sees a halo; tiled hybrid output has no seams; GFF baseline
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from vaeedof.errors import VaeedofError
 from vaeedof.evaluation.baselines import guided_filter_fusion, mean_fusion
 from vaeedof.fusion.engine import Fuser
 from vaeedof.nets.hybrid import (
@@ -341,3 +343,24 @@ def test_deep_stack_network_and_vae_check_see_the_merged_frames(tmp_path, monkey
     expected = [f"{tmp_path / f'f{i}.png'}..f{i + 2}.png" for i in (0, 3, 6)]
     assert [name for name, _ in checked] == expected
     assert {count for _, count in checked} == {3}
+
+
+def test_focus_index_says_which_frame_each_pixel_took():
+    """Both paths and a deep stack: the index is 0 where the first frame is sharp, the last
+    frame's where it is, and the image is the plain output bit for bit."""
+    gt, inputs = _two_focus_stack(128)
+    left, right = inputs[0, 0], inputs[0, 1]
+    blurred = _blur(gt, 5)[0]
+    inner = (slice(8, -8), slice(8, 56)), (slice(8, -8), slice(72, -8))  # away from the boundary
+    for quality, stack in [("fast", [left, right]), ("max", [left, blurred, right]),
+                           ("fast", [left, left, blurred, blurred, blurred, blurred, blurred, right, right])]:
+        fuser = _fast_fuser(1 << 30, quality)
+        fuser.model.max_inputs = 3 if len(stack) > 3 else fuser.model.max_inputs
+        image, index = fuser.fuse_with_focus_index(stack)
+        assert torch.equal(image, fuser.fuse(stack)), quality
+        assert index.shape == (128, 128) and float(index.min()) >= 0 and float(index.max()) <= len(stack) - 1
+        assert float(index[inner[0]].mean()) < 0.25 * (len(stack) - 1), (quality, len(stack))
+        assert float(index[inner[1]].mean()) > 0.75 * (len(stack) - 1), (quality, len(stack))
+    latent = _untrained_fuser(None, "latent")
+    with pytest.raises(VaeedofError, match="needs the hybrid output"):
+        latent.fuse_with_focus_index([left, right])

@@ -334,3 +334,25 @@ def test_bf16_precision_is_close_to_fp32_and_bad_precision_refused():
     assert (half - exact).abs().mean() < 0.02
     with pytest.raises(VaeedofError, match="precision 'fp8'"):
         Fuser(model, random_vae(), "cpu", precision="fp8")
+
+
+def test_fuse_writes_a_16_bit_depth_map_beside_the_image(tmp_path, monkeypatch):
+    import vaeedof.fusion.loader as loader
+
+    monkeypatch.setattr(loader, "load_fuser", lambda *args, **kwargs: Fuser(
+        FusionUNet(16, 7, (16, 32, 64), 2), random_vae(), "cpu", tile=64, mode="hybrid"))
+    for name, value in (("a.png", 40), ("b.png", 120), ("c.png", 200)):
+        _png(tmp_path / name, (72, 40), value=value)
+    frames = [str(tmp_path / n) for n in ("a.png", "b.png", "c.png")]
+    out, depth = tmp_path / "out.png", tmp_path / "depth.png"
+    assert main(["fuse", *frames, "-o", str(out), "--depth-map", str(depth), "--no-vae-check"]) == 0
+    with Image.open(depth) as image:
+        assert image.mode == "I;16" and image.size == (72, 40)
+        values = np.array(image)
+    assert values.min() >= 0 and values.max() <= 65535 and Image.open(out).size == (72, 40)
+    # Checked before the model is loaded: the fused image's name, a format without 16 bits.
+    from vaeedof.fusion import files
+
+    for bad, said in ((out, "would overwrite the fused image"), (tmp_path / "d.jpg", "16-bit")):
+        with pytest.raises(VaeedofError, match=said):
+            files.fuse_items(frames, out, None, depth_map=bad)

@@ -170,7 +170,8 @@ def cmd_fuse(args) -> None:
                           hybrid=params_mod.given(args.set).get("fusion"), quality=args.quality)
 
     files.fuse_items(args.images, args.output, open_fuser, f".{args.format}", align=args.align,
-                     motion=args.motion, vae_check_db=None if args.no_vae_check else args.vae_check_db)
+                     motion=args.motion, vae_check_db=None if args.no_vae_check else args.vae_check_db,
+                     depth_map=args.depth_map)
 
 
 def cmd_align(args) -> None:
@@ -309,6 +310,9 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
+    p.add_argument("--depth-map", metavar="PATH", help="also write which frame each pixel took: a 16-bit "
+                   "grey PNG or TIFF, 0 the first frame as given, 65535 the last, fractions where frames "
+                   "were blended (hybrid output; one stack)")
     p.add_argument("--quality", default="fast", choices=QUALITIES,
                    help=f"fast: frames over {WHOLE_SIDE} px square are decided on views shrunk to "
                    f"{VIEW_SIDE} px square or less, stacks of more frames than the model takes are merged "

@@ -32,7 +32,7 @@ from ..devices import tune_cpu_allocator
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import progress
-from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose, window_distance
+from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose, mix_weights, window_distance
 from ..nets.unet import FusionUNet, fill_inputs
 from ..nets.vae import SCALE, pad_to_multiple
 from ..params import schema_defaults
@@ -47,6 +47,7 @@ DEFAULT_TILE = schema_defaults()["infer"]["tile"]
 # as the whole frames, views of 128 x 128 (s256 shrunk) lost 0.5 dB. Frames of the benchmark
 # collections (Lytro, MFFW, MFI-WHU, gt-stacks) are not shrunk: the fast path is the max path there.
 WHOLE_PIXELS, VIEW_PIXELS = WHOLE_SIDE**2, VIEW_SIDE**2
+FOCUS_INDEX = 3  # the channel a frame's focus index is carried in, after its colour (`fuse_with_focus_index`)
 COMPOSE_TILE = 512  # core side (px) of a full-resolution compose region on the fast path
 COMPOSE_HALO = 80  # px of context around it: the focus, reblur and smoothing windows fit inside
 
@@ -77,6 +78,14 @@ def upsample_region(grid: torch.Tensor, region: tuple[int, int, int, int], facto
                            align_corners=False)
     top, left = r0 - a0 * factor, c0 - b0 * factor
     return values[..., top:top + (r1 - r0), left:left + (c1 - c0)]
+
+
+def carrying_focus_index(frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The frames (float) with their index in the stack as one more channel (FOCUS_INDEX): the
+    hybrid mixes it with the colour's weights, so the output's says which frame each pixel took."""
+    height, width = frames[0].shape[-2:]
+    return [torch.cat([as_float(frame), torch.full((1, height, width), float(index))])
+            for index, frame in enumerate(frames)]
 
 
 def group_stack(count: int, max_inputs: int) -> list[list[int]]:
@@ -179,7 +188,7 @@ class Fuser:
         """Decode the fused latent tile by tile; in hybrid mode mix each decoded tile with the
         inputs (padded to the latent grid) right away. Returns (3, H, W) on the CPU."""
         height, width = size
-        out = torch.empty(3, height, width)
+        out = torch.empty(padded[0].shape[0] if mode == "hybrid" else 3, height, width)
         tiles = vae_tiles.decode_tiles(self.vae, fused, self.vae_tile)
         while True:
             with self.timed("decode"), self._autocast():
@@ -202,8 +211,20 @@ class Fuser:
         r0, r1, c0, c1 = region
         inputs = torch.stack([as_float(image[:, r0:r1, c0:c1]) for image in padded]).to(self.device)
         inputs = fill_inputs(inputs[None], self.model.max_inputs)
-        return compose(self.pixel_logits(mix, region), inputs, decoded[None].float(),
-                       self.model.mix_sharpness, self.hybrid)[0]
+        return self._mix(self.pixel_logits(mix, region), inputs, decoded[None].float(),
+                         self.model.mix_sharpness)
+
+    def _mix(self, logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor | None,
+             sharpness: torch.Tensor, distance: torch.Tensor | None = None, reblur_reduction: int = 2
+             ) -> torch.Tensor:
+        """`compose` over one region, (1, slots, C, h, w) -> (C, h, w): the weights come from the
+        colour channels; channels after them (a focus index being carried, `FOCUS_INDEX`) are
+        mixed with the same weights."""
+        if inputs.shape[2] == 3:
+            return compose(logits, inputs, decoded, sharpness, self.hybrid, distance, reblur_reduction)[0]
+        weights = mix_weights(logits, inputs[:, :, :3], decoded, sharpness, self.hybrid, distance,
+                              reblur_reduction)
+        return (weights[:, :, None] * inputs).sum(dim=1)[0]
 
     @staticmethod
     def pixel_logits(mix: torch.Tensor, region: tuple[int, int, int, int],
@@ -225,7 +246,7 @@ class Fuser:
     def network_view(self, image: torch.Tensor, scale: int) -> torch.Tensor:
         """What the network sees of a (3, H, W) frame: padded to the grid, shrunk by `scale`
         (area average; float in [0, 1]), or as stored at scale 1."""
-        padded = pad_to_multiple(image, SCALE * scale)
+        padded = pad_to_multiple(image[:3], SCALE * scale)
         if scale == 1:
             return padded
         return F.avg_pool2d(as_float(padded)[None], scale)[0]
@@ -239,11 +260,11 @@ class Fuser:
         views = [self.network_view(image, scale) for image in images]
         latents = latents if latents is not None else [self.encode(view) for view in views]
         fused, mix = self.fuse_latents(latents)
+        padded = [pad_to_multiple(image, SCALE * scale) for image in images]  # with carried channels
         if scale == 1:
-            return self.render(fused, mix, views, mode, size)
+            return self.render(fused, mix, padded, mode, size)
         with self.timed("decode"), self._autocast():
             decoded = vae_tiles.decode(self.vae, fused, self.vae_tile).float()
-        padded = [pad_to_multiple(image, SCALE * scale) for image in images]
         return self.compose_scaled(decoded, mix, padded, views, scale, size)
 
     def compose_scaled(self, decoded: torch.Tensor, mix: torch.Tensor, padded: list[torch.Tensor],
@@ -289,7 +310,7 @@ class Fuser:
         height, width = size
         halo = math.ceil(COMPOSE_HALO / grid) * grid
         full_h, full_w = padded[0].shape[-2:]
-        out = torch.empty(3, height, width)
+        out = torch.empty(padded[0].shape[0], height, width)
         regions = [(y0, y1, x0, x1) for y0, y1 in vae_tiles.spans(full_h, COMPOSE_TILE, grid)
                    for x0, x1 in vae_tiles.spans(full_w, COMPOSE_TILE, grid)]
         with self.timed("compose"):
@@ -298,8 +319,8 @@ class Fuser:
                 c0, c1 = max(0, x0 - halo), min(full_w, x1 + halo)
                 inputs = torch.stack([as_float(image[:, r0:r1, c0:c1]) for image in padded]).to(self.device)
                 logits, distance, sharpness = steer(r0, r1, c0, c1)
-                pixels = compose(logits, fill_inputs(inputs[None], slots), None, sharpness, self.hybrid,
-                                 distance, reblur_reduction)[0]
+                pixels = self._mix(logits, fill_inputs(inputs[None], slots), None, sharpness, distance,
+                                   reblur_reduction)
                 b1, d1 = min(y1, height), min(x1, width)
                 if y0 < b1 and x0 < d1:
                     out[:, y0:b1, x0:d1] = pixels[:, y0 - r0:b1 - r0, x0 - c0:d1 - c0].float().cpu()
@@ -326,6 +347,16 @@ class Fuser:
                      for group in group_stack(len(stack), limit)]
             latents = None
         return self.fuse_level(stack, mode, scale, latents)
+
+    def fuse_with_focus_index(self, stack: list[torch.Tensor], latents: list[torch.Tensor] | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hybrid output (3, H, W) and, per pixel, which frame it took: the frames' indices
+        (0 = the first, in stack order) mixed with the output's own weights at every level, so
+        (H, W) in [0, len(stack) - 1], fractional where frames were blended. `latents`: as `fuse`."""
+        if self.mode != "hybrid":
+            raise VaeedofError("a focus index needs the hybrid output (the latent output mixes no frames)")
+        fused = self.fuse(carrying_focus_index(stack), "hybrid", latents)
+        return fused[:3], fused[FOCUS_INDEX].clamp(0, len(stack) - 1)  # weights sum to 1 up to rounding
 
     def merges_by_focus(self, frames: int, mode: str | None = None) -> bool:
         """Whether a stack of `frames` is first merged by focus (`merge_deep`): on the fast path,

@@ -9,16 +9,25 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import VaeedofError
-from ..images import READ_SUFFIXES, LoadedImage, check_output_path, image_size, load_image, save_image
+from ..images import (
+    READ_SUFFIXES,
+    LoadedImage,
+    check_output_path,
+    image_size,
+    load_image,
+    save_image,
+)
 from ..logs import get_logger, progress
 from .align import align_stack
-from .engine import DEFAULT_TILE, Fuser
+from .engine import DEFAULT_TILE, FOCUS_INDEX, Fuser, carrying_focus_index
 from .vae_check import check_inputs
 
 ALIGN_STAGE = "align"  # the owner of `vaeedof align`'s output folder (atomic.OWNER_FILE)
+DEPTH_SUFFIXES = (".png", ".tif", ".tiff")  # 16-bit grey
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -131,10 +140,11 @@ def load_stack(paths: list[Path]) -> list[LoadedImage]:
 
 
 def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: float | None,
-                align: str = "auto", motion: str = "similarity") -> Path:
+                align: str = "auto", motion: str = "similarity", depth_map: Path | None = None) -> Path:
     """Align (`align`: auto, on, off), encode every input once, check its reconstruction on
     those encodings, fuse, and write atomically: 16 bits when the first input has them and the
-    format allows; the first input's ICC profile is kept."""
+    format allows; the first input's ICC profile is kept. `depth_map`: also write which frame each
+    pixel took (`write_depth_map`)."""
     images = [im.data for im in loaded]  # as stored: converted to float tile by tile
     with fuser.timed("align"):
         images, alignment = align_stack(images, [str(im.path) for im in loaded], align, motion)
@@ -142,6 +152,8 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
         get_logger().info("alignment: largest displacement %.2f px, largest exposure change %.1f %%, %s",
                           alignment.max_shift_px, 100 * alignment.exposure_change,
                           "frames aligned" if alignment.applied else "frames left as they are")
+    if depth_map is not None:
+        images = carrying_focus_index(images)
     # The network sees each frame once (a deep stack's merged frames on the fast path), at the
     # scale it decides on; the check reuses those encodings.
     images, names = fuser.merge_deep(images, names=[str(im.path) for im in loaded])
@@ -154,17 +166,50 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
     fused = fuser.fuse(images, latents=latents)
     first = loaded[0]
     with fuser.timed("write"):
-        save_image(fused, output, bits=first.bits, icc_profile=first.icc_profile)
-    get_logger().info("fused %d images into %s", len(loaded), output)
+        save_image(fused[:3], output, bits=first.bits, icc_profile=first.icc_profile)
+        if depth_map is not None:
+            write_depth_map(fused[FOCUS_INDEX], len(loaded), depth_map)
+    get_logger().info("fused %d images into %s%s", len(loaded), output,
+                      f" and their depth map into {depth_map}" if depth_map is not None else "")
     return output
 
 
+def write_depth_map(index: torch.Tensor, frames: int, path: Path) -> None:
+    """Which frame each pixel took, (H, W) in [0, frames - 1], as a 16-bit grey image (PNG or
+    TIFF): 0 the first frame, 65535 the last, fractions where frames were blended."""
+    from PIL import Image
+
+    from .. import atomic
+
+    scaled = (index.clamp(0, frames - 1) / max(frames - 1, 1) * 65535).round().to(torch.int32)
+    atomic.write_pil_image(Image.fromarray(scaled.numpy().astype(np.uint16)), path)  # mode I;16
+
+
+def check_depth_map_path(path: str | os.PathLike, output: Path, inputs: list[Path]) -> Path:
+    """A depth map's file name, checked before any work as the output's is: 16-bit PNG or TIFF,
+    not the fused image's name."""
+    path = check_output_path(path, inputs)
+    if path.suffix.lower() not in DEPTH_SUFFIXES:
+        raise VaeedofError(f"{path}: a depth map is 16-bit: use .png or .tif")
+    if path.resolve() == Path(output).resolve():
+        raise VaeedofError(f"{path}: the depth map would overwrite the fused image; name another file")
+    return path
+
+
 def fuse_files(inputs: list[Path], output: str | os.PathLike, open_fuser: Callable[[], Fuser],
-               vae_check_db: float | None = None, align: str = "auto", motion: str = "similarity") -> Path:
-    """`vaeedof fuse A B ... -o OUT`: inputs and output checked before the model is loaded."""
+               vae_check_db: float | None = None, align: str = "auto", motion: str = "similarity",
+               depth_map: str | os.PathLike | None = None) -> Path:
+    """`vaeedof fuse A B ... -o OUT [--depth-map MAP]`: inputs and outputs checked before the
+    model is loaded."""
     output = check_output_path(output, inputs)
+    if depth_map is not None:
+        depth_map = check_depth_map_path(depth_map, output, inputs)
     loaded = load_stack(inputs)
-    return write_fused(open_fuser(), loaded, output, vae_check_db, align, motion)
+    fuser = open_fuser()
+    if depth_map is not None and fuser.mode != "hybrid":
+        raise VaeedofError(f"{depth_map}: a depth map needs the hybrid output (--mode hybrid); "
+                           f"{fuser.checkpoint or 'this model'} fuses in latent mode")
+    return write_fused(fuser, loaded, output, vae_check_db, align, motion, depth_map)
 
 
 def fuse_folders(stacks: list[tuple[str, list[Path]]], out_dir: str | os.PathLike,
@@ -208,8 +253,10 @@ def _naming_stack(name: str) -> Iterator[None]:
 def fuse_items(items: list[str], output: str | os.PathLike, open_fuser: Callable[[], Fuser],
                suffix: str = ".png", **options) -> list[Path]:
     """`vaeedof fuse ITEMS -o OUTPUT`: one stack (files, folders, patterns), or one folder of
-    stack folders (OUTPUT a folder); `options`: vae_check_db, align, motion."""
+    stack folders (OUTPUT a folder); `options`: vae_check_db, align, motion, depth_map (one stack)."""
     if is_folder_of_stacks(items):
+        if options.pop("depth_map", None) is not None:
+            raise VaeedofError(f"{items[0]}: --depth-map takes one stack, not a folder of stacks")
         return fuse_folders(find_stacks(items), output, open_fuser, suffix, **options)
     return [fuse_files(expand_inputs(items), output, open_fuser, **options)]
 
