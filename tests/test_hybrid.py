@@ -359,6 +359,7 @@ def test_focus_index_says_which_frame_each_pixel_took():
         image, index = fuser.fuse_with_focus_index(stack)
         assert torch.equal(image, fuser.fuse(stack)), quality
         assert index.shape == (128, 128) and float(index.min()) >= 0 and float(index.max()) <= len(stack) - 1
+        assert torch.equal(index, index.round())  # a frame, not a blend of frame numbers
         assert float(index[inner[0]].mean()) < 0.25 * (len(stack) - 1), (quality, len(stack))
         assert float(index[inner[1]].mean()) > 0.75 * (len(stack) - 1), (quality, len(stack))
     latent = _untrained_fuser(None, "latent")

@@ -310,9 +310,9 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: fp32 on the CPU, bf16/fp16 on a GPU; bf16: 2x faster on CPUs with "
                    "AVX512-BF16, VAE round trip about 0.1 dB lower")
-    p.add_argument("--depth-map", metavar="PATH", help="also write which frame each pixel took: a 16-bit "
-                   "grey PNG or TIFF, 0 the first frame as given, 65535 the last, fractions where frames "
-                   "were blended (hybrid output; one stack)")
+    p.add_argument("--depth-map", metavar="PATH", help="also write which frame each pixel took (the one "
+                   "with the largest weight): a 16-bit grey PNG or TIFF, frame k of n as k / (n - 1) x "
+                   "65535, 0 the first frame as given (hybrid output; one stack)")
     p.add_argument("--quality", default="fast", choices=QUALITIES,
                    help=f"fast: frames over {WHOLE_SIDE} px square are decided on views shrunk to "
                    f"{VIEW_SIDE} px square or less, stacks of more frames than the model takes are merged "

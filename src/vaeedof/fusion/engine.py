@@ -32,7 +32,14 @@ from ..devices import tune_cpu_allocator
 from ..errors import VaeedofError
 from ..images import as_float
 from ..logs import progress
-from ..nets.hybrid import DEFAULT_SETTINGS, HybridSettings, compose, mix_weights, window_distance
+from ..nets.hybrid import (
+    DEFAULT_SETTINGS,
+    HybridSettings,
+    compose,
+    distinct_slots,
+    mix_weights,
+    window_distance,
+)
 from ..nets.unet import FusionUNet, fill_inputs
 from ..nets.vae import SCALE, pad_to_multiple
 from ..params import schema_defaults
@@ -82,7 +89,7 @@ def upsample_region(grid: torch.Tensor, region: tuple[int, int, int, int], facto
 
 def carrying_focus_index(frames: list[torch.Tensor]) -> list[torch.Tensor]:
     """The frames (float) with their index in the stack as one more channel (FOCUS_INDEX): the
-    hybrid mixes it with the colour's weights, so the output's says which frame each pixel took."""
+    hybrid carries it along (`Fuser._mix`), so the output's says which frame each pixel took."""
     height, width = frames[0].shape[-2:]
     return [torch.cat([as_float(frame), torch.full((1, height, width), float(index))])
             for index, frame in enumerate(frames)]
@@ -217,14 +224,19 @@ class Fuser:
     def _mix(self, logits: torch.Tensor, inputs: torch.Tensor, decoded: torch.Tensor | None,
              sharpness: torch.Tensor, distance: torch.Tensor | None = None, reblur_reduction: int = 2
              ) -> torch.Tensor:
-        """`compose` over one region, (1, slots, C, h, w) -> (C, h, w): the weights come from the
-        colour channels; channels after them (a focus index being carried, `FOCUS_INDEX`) are
-        mixed with the same weights."""
+        """`compose` over one region, (1, slots, C, h, w) -> (C, h, w). A focus index carried after
+        the colour (`FOCUS_INDEX`) is the one of the input with the largest weight (slots that
+        repeat an input pooled): a blend of two frames far apart in focus is not a frame between
+        them."""
         if inputs.shape[2] == 3:
             return compose(logits, inputs, decoded, sharpness, self.hybrid, distance, reblur_reduction)[0]
-        weights = mix_weights(logits, inputs[:, :, :3], decoded, sharpness, self.hybrid, distance,
-                              reblur_reduction)
-        return (weights[:, :, None] * inputs).sum(dim=1)[0]
+        colour = inputs[:, :, :3]
+        weights = mix_weights(logits, colour, decoded, sharpness, self.hybrid, distance, reblur_reduction)[0]
+        firsts, slot_of = distinct_slots(colour[0])
+        pooled = weights.new_zeros(len(firsts), *weights.shape[1:]).index_add_(
+            0, torch.tensor(slot_of, device=weights.device), weights)
+        index = inputs[0, firsts, FOCUS_INDEX].gather(0, pooled.argmax(dim=0, keepdim=True))
+        return torch.cat([(weights[:, None] * colour[0]).sum(dim=0), index])
 
     @staticmethod
     def pixel_logits(mix: torch.Tensor, region: tuple[int, int, int, int],
@@ -350,13 +362,13 @@ class Fuser:
 
     def fuse_with_focus_index(self, stack: list[torch.Tensor], latents: list[torch.Tensor] | None = None
                               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The hybrid output (3, H, W) and, per pixel, which frame it took: the frames' indices
-        (0 = the first, in stack order) mixed with the output's own weights at every level, so
-        (H, W) in [0, len(stack) - 1], fractional where frames were blended. `latents`: as `fuse`."""
+        """The hybrid output (3, H, W) and, per pixel, which frame it took (H, W): the index (0 =
+        the first, in stack order) of the frame with the largest weight there, carried through
+        every level (a merged frame's is that of its own largest weight). `latents`: as `fuse`."""
         if self.mode != "hybrid":
             raise VaeedofError("a focus index needs the hybrid output (the latent output mixes no frames)")
         fused = self.fuse(carrying_focus_index(stack), "hybrid", latents)
-        return fused[:3], fused[FOCUS_INDEX].clamp(0, len(stack) - 1)  # weights sum to 1 up to rounding
+        return fused[:3], fused[FOCUS_INDEX]
 
     def merges_by_focus(self, frames: int, mode: str | None = None) -> bool:
         """Whether a stack of `frames` is first merged by focus (`merge_deep`): on the fast path,

@@ -176,7 +176,7 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
 
 def write_depth_map(index: torch.Tensor, frames: int, path: Path) -> None:
     """Which frame each pixel took, (H, W) in [0, frames - 1], as a 16-bit grey image (PNG or
-    TIFF): 0 the first frame, 65535 the last, fractions where frames were blended."""
+    TIFF): frame k as k / (frames - 1) x 65535, so 0 the first frame and 65535 the last."""
     from PIL import Image
 
     from .. import atomic

@@ -104,7 +104,7 @@ def focus_energy(inputs: torch.Tensor, sigma: float = FOCUS_SIGMA) -> torch.Tens
     return _gaussian_blur(laplacian.pow(2), sigma).reshape(b, n, h, w)
 
 
-def _distinct(slots: torch.Tensor) -> tuple[list[int], list[int]]:
+def distinct_slots(slots: torch.Tensor) -> tuple[list[int], list[int]]:
     """(n, H, W) -> the first slot of each distinct image, and for each slot its image's index."""
     firsts: list[int] = []
     index = []
@@ -159,7 +159,7 @@ def reblur_evidence(inputs: torch.Tensor, reduction: int = 2) -> torch.Tensor:
     small = F.avg_pool2d(grey, reduction, ceil_mode=True)
     out = []
     for sample, full in zip(small, grey, strict=True):
-        firsts, index = _distinct(full)
+        firsts, index = distinct_slots(full)
         out.append(_reblur_votes(sample[firsts], reduction)[index])
     return F.interpolate(torch.stack(out), size=(h, w), mode="bilinear", align_corners=False)
 
@@ -207,7 +207,7 @@ def _confidence(weights: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     """(n, H, W) weights of the (n, 3, H, W) slots -> (1, H, W): the largest weight one distinct
     input gets (slots that repeat an input pooled), rescaled from an even mix (0) to certainty (1),
     above CONFIDENCE_FLOOR so that an undecided neighbourhood still gets its own mix."""
-    firsts, index = _distinct(slots)
+    firsts, index = distinct_slots(slots)
     k = len(firsts)
     if k < 2:
         return torch.ones_like(weights[:1])
