@@ -140,3 +140,20 @@ def test_stack_speed_table_gives_each_method_its_ratio_to_the_reference_tools(tm
     assert f"| {bench.OURS} | 12.00 | 100 | - | 6.0 |" in no_reference
     results.record("stack-speed", text, "python scripts/bench_stacks.py x --record", "abc", folder=tmp_path)
     assert results.block("stack-speed", tmp_path).startswith(text)
+
+
+def test_depth_maps_table_and_the_thin_lens_blur(tmp_path):
+    from experiments.depth_maps.run import blur_px, sharp_frames, table
+
+    meta = {"camera": {"focal_length_mm": 100.0, "aperture_m": 0.1, "sensor_width_mm": 36.0},
+            "render": {"resolution": 1024}, "focus_order": [0, 1, 2],
+            "planes": [{"distance_m": 8.45}, {"distance_m": 8.54}, {"distance_m": 1.0}]}
+    assert blur_px(meta, 8.45, 8.45) == 0.0
+    assert blur_px(meta, 8.45, 8.54) < 1.0 < blur_px(meta, 1.0, 8.54)  # 9 cm apart at 8.5 m: both sharp
+    assert sharp_frames(meta).tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    rows = [{"scene": s, "frames": 6, "textured_share": 0.6, "right_textured": r, "sharp_textured": r + 0.05,
+             "right_all": r} for s, r in (("a", 0.9), ("b", 0.7))]
+    text = table(_strings(rows), "mattingmfif/test")
+    assert "| mattingmfif/test | 2 | 6-6 | 60.0% | 80.0% | 85.0% | 80.0% | 70.0% (b) |" in text
+    results.record("depth-maps", text, "python -m experiments.x --record", "abc", folder=tmp_path)
+    assert results.block("depth-maps", tmp_path).startswith(text)
