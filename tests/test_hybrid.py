@@ -356,10 +356,12 @@ def test_focus_index_says_which_frame_each_pixel_took():
                            ("fast", [left, left, blurred, blurred, blurred, blurred, blurred, right, right])]:
         fuser = _fast_fuser(1 << 30, quality)
         fuser.model.max_inputs = 3 if len(stack) > 3 else fuser.model.max_inputs
-        image, index = fuser.fuse_with_focus_index(stack)
+        image, index, confidence = fuser.fuse_with_focus_index(stack)
         assert torch.equal(image, fuser.fuse(stack)), quality
         assert index.shape == (128, 128) and float(index.min()) >= 0 and float(index.max()) <= len(stack) - 1
         assert torch.equal(index, index.round())  # a frame, not a blend of frame numbers
+        assert float(confidence.min()) >= 0 and float(confidence.max()) <= 1 + 1e-6
+        assert float(confidence[inner[0]].mean()) > float(confidence[:, 62:66].mean())  # the focus edge
         assert float(index[inner[0]].mean()) < 0.25 * (len(stack) - 1), (quality, len(stack))
         assert float(index[inner[1]].mean()) > 0.75 * (len(stack) - 1), (quality, len(stack))
     latent = _untrained_fuser(None, "latent")

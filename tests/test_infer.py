@@ -344,15 +344,21 @@ def test_fuse_writes_a_16_bit_depth_map_beside_the_image(tmp_path, monkeypatch):
     for name, value in (("a.png", 40), ("b.png", 120), ("c.png", 200)):
         _png(tmp_path / name, (72, 40), value=value)
     frames = [str(tmp_path / n) for n in ("a.png", "b.png", "c.png")]
-    out, depth = tmp_path / "out.png", tmp_path / "depth.png"
-    assert main(["fuse", *frames, "-o", str(out), "--depth-map", str(depth), "--no-vae-check"]) == 0
-    with Image.open(depth) as image:
-        assert image.mode == "I;16" and image.size == (72, 40)
-        values = np.array(image)
-    assert values.min() >= 0 and values.max() <= 65535 and Image.open(out).size == (72, 40)
-    # Checked before the model is loaded: the fused image's name, a format without 16 bits.
+    out, depth, sure = tmp_path / "out.png", tmp_path / "depth.png", tmp_path / "sure.tif"
+    assert main(["fuse", *frames, "-o", str(out), "--depth-map", str(depth), "--depth-confidence", str(sure),
+                 "--no-vae-check"]) == 0
+    for path in (depth, sure):
+        with Image.open(path) as image:
+            assert image.mode.startswith("I;16") and image.size == (72, 40), path
+            assert np.array(image).max() <= 65535
+    assert Image.open(out).size == (72, 40)
+    # Checked before the model is loaded: another output's name, a format without 16 bits, a
+    # confidence without its map.
     from vaeedof.fusion import files
 
-    for bad, said in ((out, "would overwrite the fused image"), (tmp_path / "d.jpg", "16-bit")):
+    for options, said in (({"depth_map": out}, "would overwrite another output"),
+                          ({"depth_map": tmp_path / "d.jpg"}, "16-bit"),
+                          ({"depth_map": depth, "depth_confidence": depth}, "would overwrite another output"),
+                          ({"depth_confidence": sure}, "goes with a depth map")):
         with pytest.raises(VaeedofError, match=said):
-            files.fuse_items(frames, out, None, depth_map=bad)
+            files.fuse_items(frames, out, None, **options)

@@ -50,7 +50,7 @@ def main() -> None:
     loaded = load_stack(expand_inputs([args.stack]))
     fuser = load_fuser(None, mode="hybrid")  # the release model, as `vaeedof fuse` without a project
     with torch.inference_mode():
-        fused, index = fuser.fuse_with_focus_index([image.data for image in loaded])
+        fused, index, _ = fuser.fuse_with_focus_index([image.data for image in loaded])
     depth = index.numpy() / max(len(loaded) - 1, 1)
     n = len(loaded)
     panels = [_panel(fused, f"vaeedof fuse: {n} frames, all in focus"),

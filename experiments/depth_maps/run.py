@@ -68,7 +68,7 @@ def right_frame(scene: Path) -> tuple[list[torch.Tensor], torch.Tensor, np.ndarr
 
 def score_scene(fuser, scene: Path, focus_floor: float) -> dict:
     frames, gt, truth = right_frame(scene)
-    _, index = fuser.fuse_with_focus_index(frames)
+    _, index, _ = fuser.fuse_with_focus_index(frames)
     named = np.rint(index.numpy()).astype(int)
     textured = focus_energy(gt[None, None])[0, 0].numpy() > focus_floor
     known = truth >= 0

@@ -171,7 +171,7 @@ def cmd_fuse(args) -> None:
 
     files.fuse_items(args.images, args.output, open_fuser, f".{args.format}", align=args.align,
                      motion=args.motion, vae_check_db=None if args.no_vae_check else args.vae_check_db,
-                     depth_map=args.depth_map)
+                     depth_map=args.depth_map, depth_confidence=args.depth_confidence)
 
 
 def cmd_align(args) -> None:
@@ -313,6 +313,8 @@ def _add_fusion_commands(sub) -> None:
     p.add_argument("--depth-map", metavar="PATH", help="also write which frame each pixel took (the one "
                    "with the largest weight): a 16-bit grey PNG or TIFF, frame k of n as k / (n - 1) x "
                    "65535, 0 the first frame as given (hybrid output; one stack)")
+    p.add_argument("--depth-confidence", metavar="PATH", help="with --depth-map: how decided each pixel's "
+                   "frame was (16-bit grey, 65535: one frame took all the weight at every level)")
     p.add_argument("--quality", default="fast", choices=QUALITIES,
                    help=f"fast: frames over {WHOLE_SIDE} px square are decided on views shrunk to "
                    f"{VIEW_SIDE} px square or less, stacks of more frames than the model takes are merged "

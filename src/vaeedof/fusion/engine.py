@@ -54,7 +54,9 @@ DEFAULT_TILE = schema_defaults()["infer"]["tile"]
 # as the whole frames, views of 128 x 128 (s256 shrunk) lost 0.5 dB. Frames of the benchmark
 # collections (Lytro, MFFW, MFI-WHU, gt-stacks) are not shrunk: the fast path is the max path there.
 WHOLE_PIXELS, VIEW_PIXELS = WHOLE_SIDE**2, VIEW_SIDE**2
-FOCUS_INDEX = 3  # the channel a frame's focus index is carried in, after its colour (`fuse_with_focus_index`)
+# Channels carried after a frame's colour (`fuse_with_focus_index`): its focus index, and how
+# decided the choice of it was.
+FOCUS_INDEX, FOCUS_CONFIDENCE = 3, 4
 COMPOSE_TILE = 512  # core side (px) of a full-resolution compose region on the fast path
 COMPOSE_HALO = 80  # px of context around it: the focus, reblur and smoothing windows fit inside
 
@@ -88,11 +90,12 @@ def upsample_region(grid: torch.Tensor, region: tuple[int, int, int, int], facto
 
 
 def carrying_focus_index(frames: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The frames (float) with their index in the stack as one more channel (FOCUS_INDEX): the
-    hybrid carries it along (`Fuser._mix`), so the output's says which frame each pixel took."""
+    """The frames (float) with two more channels: their index in the stack (FOCUS_INDEX) and a
+    confidence of 1 (FOCUS_CONFIDENCE). The hybrid carries them along (`Fuser._mix`), so the
+    output's say which frame each pixel took and how decided that was."""
     height, width = frames[0].shape[-2:]
-    return [torch.cat([as_float(frame), torch.full((1, height, width), float(index))])
-            for index, frame in enumerate(frames)]
+    return [torch.cat([as_float(frame), torch.full((1, height, width), float(index)),
+                       torch.ones(1, height, width)]) for index, frame in enumerate(frames)]
 
 
 def group_stack(count: int, max_inputs: int) -> list[list[int]]:
@@ -225,9 +228,9 @@ class Fuser:
              sharpness: torch.Tensor, distance: torch.Tensor | None = None, reblur_reduction: int = 2
              ) -> torch.Tensor:
         """`compose` over one region, (1, slots, C, h, w) -> (C, h, w). A focus index carried after
-        the colour (`FOCUS_INDEX`) is the one of the input with the largest weight (slots that
-        repeat an input pooled): a blend of two frames far apart in focus is not a frame between
-        them."""
+        the colour (`carrying_focus_index`) is the one of the input with the largest weight (slots
+        that repeat an input pooled): a blend of two frames far apart in focus is not a frame
+        between them. Its confidence: that weight times the input's own (1 for a frame)."""
         if inputs.shape[2] == 3:
             return compose(logits, inputs, decoded, sharpness, self.hybrid, distance, reblur_reduction)[0]
         colour = inputs[:, :, :3]
@@ -235,8 +238,10 @@ class Fuser:
         firsts, slot_of = distinct_slots(colour[0])
         pooled = weights.new_zeros(len(firsts), *weights.shape[1:]).index_add_(
             0, torch.tensor(slot_of, device=weights.device), weights)
-        index = inputs[0, firsts, FOCUS_INDEX].gather(0, pooled.argmax(dim=0, keepdim=True))
-        return torch.cat([(weights[:, None] * colour[0]).sum(dim=0), index])
+        largest, chosen = pooled.max(dim=0, keepdim=True)
+        index = inputs[0, firsts, FOCUS_INDEX].gather(0, chosen)
+        confidence = largest * inputs[0, firsts, FOCUS_CONFIDENCE].gather(0, chosen)
+        return torch.cat([(weights[:, None] * colour[0]).sum(dim=0), index, confidence])
 
     @staticmethod
     def pixel_logits(mix: torch.Tensor, region: tuple[int, int, int, int],
@@ -361,14 +366,15 @@ class Fuser:
         return self.fuse_level(stack, mode, scale, latents)
 
     def fuse_with_focus_index(self, stack: list[torch.Tensor], latents: list[torch.Tensor] | None = None
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The hybrid output (3, H, W) and, per pixel, which frame it took (H, W): the index (0 =
         the first, in stack order) of the frame with the largest weight there, carried through
-        every level (a merged frame's is that of its own largest weight). `latents`: as `fuse`."""
+        every level (a merged frame's is that of its own largest weight), and its confidence (H, W)
+        in [0, 1]: that weight, times the merged frame's own confidence. `latents`: as `fuse`."""
         if self.mode != "hybrid":
             raise VaeedofError("a focus index needs the hybrid output (the latent output mixes no frames)")
         fused = self.fuse(carrying_focus_index(stack), "hybrid", latents)
-        return fused[:3], fused[FOCUS_INDEX]
+        return fused[:3], fused[FOCUS_INDEX], fused[FOCUS_CONFIDENCE]
 
     def merges_by_focus(self, frames: int, mode: str | None = None) -> bool:
         """Whether a stack of `frames` is first merged by focus (`merge_deep`): on the fast path,

@@ -23,7 +23,7 @@ from ..images import (
 )
 from ..logs import get_logger, progress
 from .align import align_stack
-from .engine import DEFAULT_TILE, FOCUS_INDEX, Fuser, carrying_focus_index
+from .engine import DEFAULT_TILE, FOCUS_CONFIDENCE, FOCUS_INDEX, Fuser, carrying_focus_index
 from .vae_check import check_inputs
 
 ALIGN_STAGE = "align"  # the owner of `vaeedof align`'s output folder (atomic.OWNER_FILE)
@@ -140,11 +140,12 @@ def load_stack(paths: list[Path]) -> list[LoadedImage]:
 
 
 def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: float | None,
-                align: str = "auto", motion: str = "similarity", depth_map: Path | None = None) -> Path:
+                align: str = "auto", motion: str = "similarity", depth_map: Path | None = None,
+                depth_confidence: Path | None = None) -> Path:
     """Align (`align`: auto, on, off), encode every input once, check its reconstruction on
     those encodings, fuse, and write atomically: 16 bits when the first input has them and the
     format allows; the first input's ICC profile is kept. `depth_map`: also write which frame each
-    pixel took (`write_depth_map`)."""
+    pixel took (`write_depth_map`), and with `depth_confidence` how decided that was."""
     images = [im.data for im in loaded]  # as stored: converted to float tile by tile
     with fuser.timed("align"):
         images, alignment = align_stack(images, [str(im.path) for im in loaded], align, motion)
@@ -169,6 +170,8 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
         save_image(fused[:3], output, bits=first.bits, icc_profile=first.icc_profile)
         if depth_map is not None:
             write_depth_map(fused[FOCUS_INDEX], len(loaded), depth_map)
+        if depth_confidence is not None:
+            write_grey16(fused[FOCUS_CONFIDENCE], depth_confidence)
     get_logger().info("fused %d images into %s%s", len(loaded), output,
                       f" and their depth map into {depth_map}" if depth_map is not None else "")
     return output
@@ -177,39 +180,49 @@ def write_fused(fuser, loaded: list[LoadedImage], output: Path, vae_check_db: fl
 def write_depth_map(index: torch.Tensor, frames: int, path: Path) -> None:
     """Which frame each pixel took, (H, W) in [0, frames - 1], as a 16-bit grey image (PNG or
     TIFF): frame k as k / (frames - 1) x 65535, so 0 the first frame and 65535 the last."""
+    write_grey16(index / max(frames - 1, 1), path)
+
+
+def write_grey16(values: torch.Tensor, path: Path) -> None:
+    """(H, W) in [0, 1] as a 16-bit grey PNG or TIFF, atomically."""
     from PIL import Image
 
     from .. import atomic
 
-    scaled = (index.clamp(0, frames - 1) / max(frames - 1, 1) * 65535).round().to(torch.int32)
-    atomic.write_pil_image(Image.fromarray(scaled.numpy().astype(np.uint16)), path)  # mode I;16
+    scaled = (values.clamp(0, 1) * 65535).round().to(torch.int32).numpy().astype(np.uint16)
+    atomic.write_pil_image(Image.fromarray(scaled), path)  # mode I;16
 
 
-def check_depth_map_path(path: str | os.PathLike, output: Path, inputs: list[Path]) -> Path:
-    """A depth map's file name, checked before any work as the output's is: 16-bit PNG or TIFF,
-    not the fused image's name."""
+def check_depth_map_path(path: str | os.PathLike, taken: list[Path], inputs: list[Path]) -> Path:
+    """A depth map's (or its confidence's) file name, checked before any work as the output's is:
+    16-bit PNG or TIFF, none of the other outputs' names (`taken`)."""
     path = check_output_path(path, inputs)
     if path.suffix.lower() not in DEPTH_SUFFIXES:
         raise VaeedofError(f"{path}: a depth map is 16-bit: use .png or .tif")
-    if path.resolve() == Path(output).resolve():
-        raise VaeedofError(f"{path}: the depth map would overwrite the fused image; name another file")
+    if any(path.resolve() == Path(other).resolve() for other in taken):
+        raise VaeedofError(f"{path}: would overwrite another output of this command; name another file")
     return path
 
 
 def fuse_files(inputs: list[Path], output: str | os.PathLike, open_fuser: Callable[[], Fuser],
                vae_check_db: float | None = None, align: str = "auto", motion: str = "similarity",
-               depth_map: str | os.PathLike | None = None) -> Path:
+               depth_map: str | os.PathLike | None = None,
+               depth_confidence: str | os.PathLike | None = None) -> Path:
     """`vaeedof fuse A B ... -o OUT [--depth-map MAP]`: inputs and outputs checked before the
     model is loaded."""
     output = check_output_path(output, inputs)
+    if depth_confidence is not None and depth_map is None:
+        raise VaeedofError(f"{depth_confidence}: a depth confidence goes with a depth map (--depth-map)")
     if depth_map is not None:
-        depth_map = check_depth_map_path(depth_map, output, inputs)
+        depth_map = check_depth_map_path(depth_map, [output], inputs)
+    if depth_confidence is not None:
+        depth_confidence = check_depth_map_path(depth_confidence, [output, depth_map], inputs)
     loaded = load_stack(inputs)
     fuser = open_fuser()
     if depth_map is not None and fuser.mode != "hybrid":
         raise VaeedofError(f"{depth_map}: a depth map needs the hybrid output (--mode hybrid); "
                            f"{fuser.checkpoint or 'this model'} fuses in latent mode")
-    return write_fused(fuser, loaded, output, vae_check_db, align, motion, depth_map)
+    return write_fused(fuser, loaded, output, vae_check_db, align, motion, depth_map, depth_confidence)
 
 
 def fuse_folders(stacks: list[tuple[str, list[Path]]], out_dir: str | os.PathLike,
@@ -255,7 +268,7 @@ def fuse_items(items: list[str], output: str | os.PathLike, open_fuser: Callable
     """`vaeedof fuse ITEMS -o OUTPUT`: one stack (files, folders, patterns), or one folder of
     stack folders (OUTPUT a folder); `options`: vae_check_db, align, motion, depth_map (one stack)."""
     if is_folder_of_stacks(items):
-        if options.pop("depth_map", None) is not None:
+        if options.pop("depth_map", None) is not None or options.pop("depth_confidence", None) is not None:
             raise VaeedofError(f"{items[0]}: --depth-map takes one stack, not a folder of stacks")
         return fuse_folders(find_stacks(items), output, open_fuser, suffix, **options)
     return [fuse_files(expand_inputs(items), output, open_fuser, **options)]
