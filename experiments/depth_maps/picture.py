@@ -13,10 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
-from experiments.photo_stacks.picture import _panel
-from vaeedof import atomic
+from experiments.photo_stacks.picture import panel, save_strip
 from vaeedof.errors import VaeedofError
 from vaeedof.fusion.files import expand_inputs, load_stack
 from vaeedof.fusion.loader import load_fuser
@@ -53,16 +51,10 @@ def main() -> None:
         fused, index, _ = fuser.fuse_with_focus_index([image.data for image in loaded])
     depth = index.numpy() / max(len(loaded) - 1, 1)
     n = len(loaded)
-    panels = [_panel(fused, f"vaeedof fuse: {n} frames, all in focus"),
-              _panel(false_colour(depth), "--depth-map: frame taken (first blue, last red)"),
-              _panel(relief(depth, height_px=0.05 * max(depth.shape)), "depth map, shaded as a relief")]
-    width = sum(p.width for p in panels) + 8 * (len(panels) - 1)
-    strip = Image.new("RGB", (width, panels[0].height), "white")
-    for position, panel in enumerate(panels):
-        strip.paste(panel, (position * (panel.width + 8), 0))
-    with atomic.atomic_path(args.output, suffix=args.output.suffix) as tmp:
-        strip.save(tmp, quality=88)
-    print(f"wrote {args.output}")
+    panels = [panel(fused, f"vaeedof fuse: {n} frames, all in focus"),
+              panel(false_colour(depth), "--depth-map: frame taken (first blue, last red)"),
+              panel(relief(depth, height_px=0.05 * max(depth.shape)), "depth map, shaded as a relief")]
+    save_strip(panels, args.output)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ STREAM = 53  # this script's random stream (run.py uses 47)
 LABEL_PX = 22
 
 
-def _panel(image: torch.Tensor, label: str) -> Image.Image:
+def panel(image: torch.Tensor, label: str) -> Image.Image:
     pixels = (image.float().clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    panel = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + LABEL_PX), "white")
-    panel.paste(Image.fromarray(pixels), (0, LABEL_PX))
-    ImageDraw.Draw(panel).text((6, 5), label, fill="black")
-    return panel
+    out = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + LABEL_PX), "white")
+    out.paste(Image.fromarray(pixels), (0, LABEL_PX))
+    ImageDraw.Draw(out).text((6, 5), label, fill="black")
+    return out
 
 
 def main() -> None:
@@ -49,15 +49,20 @@ def main() -> None:
     fuser = load_fuser(None, mode="hybrid")  # the release model, as `vaeedof fuse` without a project
     with torch.inference_mode():
         fused = fuser.fuse([as_float(frame) for frame in frames])
-    panels = [_panel(as_float(frame), f"input {i + 1}: focused on plane {i + 1} of 3")
-              for i, frame in enumerate(frames)] + [_panel(fused, "vaeedof fuse: all in focus")]
+    panels = [panel(as_float(frame), f"input {i + 1}: focused on plane {i + 1} of 3")
+              for i, frame in enumerate(frames)] + [panel(fused, "vaeedof fuse: all in focus")]
+    save_strip(panels, args.output)
+
+
+def save_strip(panels: list[Image.Image], output: Path) -> None:
+    """Same-size panels side by side, 8 px apart, written atomically (JPEG quality 88)."""
     width = sum(p.width for p in panels) + 8 * (len(panels) - 1)
     strip = Image.new("RGB", (width, panels[0].height), "white")
-    for index, panel in enumerate(panels):
-        strip.paste(panel, (index * (panel.width + 8), 0))
-    with atomic.atomic_path(args.output, suffix=args.output.suffix) as tmp:
+    for index, part in enumerate(panels):
+        strip.paste(part, (index * (part.width + 8), 0))
+    with atomic.atomic_path(output, suffix=output.suffix) as tmp:
         strip.save(tmp, quality=88)
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
