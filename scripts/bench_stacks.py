@@ -75,7 +75,8 @@ def run_once(template: list[str], frames: list[Path], out: str) -> tuple[float, 
         if process.returncode != 0:
             errors.seek(0)
             said = errors.read().strip().splitlines()[-1:]
-            raise RuntimeError(f"{shlex.join(argv[:4])} ... failed: {said}")
+            raise SystemExit(f"bench_stacks: {shlex.join(argv[:4])} ... failed (exit {process.returncode}): "
+                             f"{said[0] if said else 'no message'}")
     return seconds, peak
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from experiments.record import add_arguments, finish, run_study
 from experiments.registered_stacks.run import set_label
+from vaeedof.errors import VaeedofError
 from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import read_image
 from vaeedof.nets.hybrid import focus_energy
@@ -58,8 +59,14 @@ def right_frame(scene: Path) -> tuple[list[torch.Tensor], torch.Tensor, np.ndarr
     that order of the frame focused on the plane the pixel shows (-1: a plane no frame focuses on)."""
     meta = layout.read_meta(scene, needs=("focus_order", "planes"))
     frames = [read_image(scene / layout.focus_file(k)) for k in meta["focus_order"]]
-    with Image.open(scene / layout.INDEX_FILE) as image:  # plane numbers, not intensities
+    index_file = scene / layout.INDEX_FILE
+    if not index_file.is_file():
+        raise VaeedofError(f"{index_file}: missing; the scene's planes are unknown (render it again)")
+    with Image.open(index_file) as image:  # plane numbers, not intensities
         planes = np.asarray(image)
+    if planes.shape != tuple(frames[0].shape[-2:]):
+        raise VaeedofError(f"{index_file}: {planes.shape[1]}x{planes.shape[0]}, the frames are "
+                           f"{frames[0].shape[2]}x{frames[0].shape[1]}; render the scene again")
     truth = np.full(planes.shape, -1)
     for position, plane in enumerate(meta["focus_order"]):
         truth[planes == plane] = position

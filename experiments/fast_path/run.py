@@ -27,15 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.photo_stacks.stacks import (
-    SUPERSAMPLE,
-    depth_map,
-    focus_frame,
-    held_out_crops,
-    reduce,
-    sharp_crop,
-    to_uint8_tensor,
-)
+from experiments.photo_stacks.stacks import held_out_crops, sweep_stack
 from experiments.record import add_arguments, finish, run_study
 from experiments.registered_stacks.run import stacks_in
 from vaeedof import params as params_module
@@ -43,7 +35,8 @@ from vaeedof.fusion.loader import load_fuser
 from vaeedof.images import as_float, psnr, read_image
 
 CSV = Path(__file__).parent / "fast_path.csv"
-STREAM = 53  # this script's random stream (photo_stacks uses 47, the hand-held photo stacks 43)
+# Random stream: photo_stacks uses 47, the hand-held stacks 43; the README picture 53 too (layers).
+STREAM = 53
 QUALITIES = ("max", "fast")
 
 
@@ -60,11 +53,8 @@ def upscaled_stacks(folder: Path):
 def sweep_stacks(photos: Path, params: dict, frames: int, size: int, max_sigma: float):
     """(name, frames, truth) of one focal sweep per held-out photograph (`depth` model)."""
     for name, photo, rng in held_out_crops(photos, params, 1, STREAM):
-        sharp = sharp_crop(photo, rng, size)
-        depth = depth_map(sharp.shape[0], rng)
-        sweep = [to_uint8_tensor(reduce(focus_frame(sharp, depth, focus, max_sigma * SUPERSAMPLE)))
-                 for focus in np.linspace(0, 1, frames)]
-        yield name, sweep, torch.from_numpy(np.ascontiguousarray(reduce(sharp))).permute(2, 0, 1)
+        gt, sweep = sweep_stack(photo, rng, size, frames, max_sigma)
+        yield name, sweep, gt
 
 
 def score(fuser, label: str, stacks, ssim) -> list[dict]:

@@ -145,6 +145,18 @@ def sharp_crop(photo, rng: np.random.Generator, size: int) -> np.ndarray:
     return crop.astype(np.float32) / 255
 
 
+def sweep_stack(photo, rng: np.random.Generator, size: int, frames: int, max_sigma: float
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(ground truth (3, size, size) float, frames (3, size, size) uint8 focused near to far) of one
+    `depth` focal sweep: `frames` foci spread evenly over the depth map's range; `max_sigma` in
+    output pixels."""
+    sharp = sharp_crop(photo, rng, size)
+    depth = depth_map(sharp.shape[0], rng)
+    sweep = [to_uint8_tensor(reduce(focus_frame(sharp, depth, focus, max_sigma * SUPERSAMPLE)))
+             for focus in np.linspace(0, 1, frames)]
+    return torch.from_numpy(np.ascontiguousarray(reduce(sharp))).permute(2, 0, 1), sweep
+
+
 def layered_stack(photo, rng: np.random.Generator, size: int, max_radius: float,
                   planes: tuple[int, int] = (2, 5)) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(ground truth (3, size, size) float, frames (3, size, size) uint8 focused near to far) of one

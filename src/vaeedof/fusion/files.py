@@ -220,8 +220,8 @@ def fuse_files(inputs: list[Path], output: str | os.PathLike, open_fuser: Callab
     loaded = load_stack(inputs)
     fuser = open_fuser()
     if depth_map is not None and fuser.mode != "hybrid":
-        raise VaeedofError(f"{depth_map}: a depth map needs the hybrid output (--mode hybrid); "
-                           f"{fuser.checkpoint or 'this model'} fuses in latent mode")
+        raise VaeedofError(f"{depth_map}: a depth map needs the hybrid output; this run fuses in latent "
+                           "mode (--mode latent, or a model trained without the hybrid loss)")
     return write_fused(fuser, loaded, output, vae_check_db, align, motion, depth_map, depth_confidence)
 
 
